@@ -1,0 +1,99 @@
+//! The one error type at the HTTP edge. Every non-200 body is JSON:
+//! `{"error": {"code", "message", "field"?}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::service::ServiceError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    NotFound {
+        path: String,
+    },
+    MethodNotAllowed,
+    QueueFull {
+        message: String,
+    },
+    NotReady {
+        message: String,
+    },
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::BadRequest { field, message } => ApiError::BadRequest {
+                field: Some(field),
+                message,
+            },
+            e @ ServiceError::QueueFull { .. } => ApiError::QueueFull {
+                message: e.to_string(),
+            },
+            e @ ServiceError::NotReady => ApiError::NotReady {
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = match self {
+            ApiError::BadRequest { field, message } => {
+                let m = match &field {
+                    Some(f) => format!("{f}: {message}"),
+                    None => message,
+                };
+                (StatusCode::BAD_REQUEST, "bad_request", m, field)
+            }
+            ApiError::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the request body is over the limit of {limit} bytes; send less code or fewer params"
+                ),
+                None,
+            ),
+            ApiError::NotFound { path } => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no endpoint at {path}; POST /execute-classifier runs a classifier"),
+                None,
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method".into(),
+                None,
+            ),
+            ApiError::QueueFull { message } => {
+                (StatusCode::TOO_MANY_REQUESTS, "queue_full", message, None)
+            }
+            ApiError::NotReady { message } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "not_ready", message, None)
+            }
+        };
+        let mut body = json!({"error": {"code": code, "message": message}});
+        if let Some(f) = field {
+            body["error"]["field"] = json!(f);
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

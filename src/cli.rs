@@ -1,0 +1,228 @@
+//! Command line (DESIGN §4): `serve`, `env`, `run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DataDir;
+use crate::environment::Environments;
+use crate::service::{App, AppConfig, ExecuteRequest};
+use crate::verdict::Status;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run LLM-written Python classifiers over read-only SQL results, in a sandbox"
+)]
+struct Cli {
+    /// Data directory: demo database, built environments, runtime files.
+    #[arg(long, global = true, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Build or list Python environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Execute one classifier and print the JSON verdict (no server).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// Database URL (sqlite://PATH). Default: the demo database.
+    #[arg(long, env = "SLUICE_DATABASE_URL", conflicts_with = "demo")]
+    database: Option<String>,
+    /// Use the demo database (iris, wine, breast_cancer), creating it once.
+    #[arg(long)]
+    demo: bool,
+    /// Directory of policy files (*.toml). Default: the built-in policies.
+    #[arg(long, env = "SLUICE_POLICIES")]
+    policies: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Requests executed at once. Default: number of CPUs.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Requests that may wait for a free slot before new ones get 429.
+    #[arg(long)]
+    queue: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum EnvCommand {
+    /// Build an environment (default: `default`), or rebuild it with --force.
+    Setup {
+        name: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// List known environments and whether they are built.
+    List,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The SQL query.
+    #[arg(long)]
+    sql: String,
+    /// File with the Python code (`-` for stdin).
+    #[arg(long)]
+    code_file: PathBuf,
+    /// Policy name.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Bind parameter as JSON (repeatable, in order): --param 5 --param '"x"'.
+    #[arg(long = "param")]
+    params: Vec<String>,
+    /// Function to call.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Wall-clock limit in seconds.
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Memory limit in MB.
+    #[arg(long)]
+    max_memory: Option<u64>,
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = cli.data_dir.clone().unwrap_or_else(DataDir::default_path);
+    let result = match cli.command {
+        Command::Serve(a) => runtime().block_on(serve(data_dir, a)),
+        Command::Env(c) => env(data_dir, c),
+        Command::Run(a) => runtime().block_on(run(data_dir, a)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sluice: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn app_config(data_dir: PathBuf, s: &SourceArgs) -> AppConfig {
+    let mut cfg = AppConfig::new(data_dir);
+    cfg.database = if s.demo { None } else { s.database.clone() };
+    cfg.policies_dir = s.policies.clone();
+    cfg
+}
+
+async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = app_config(data_dir, &a.source);
+    if let Some(c) = a.concurrency {
+        cfg.concurrency = c.max(1);
+    }
+    if let Some(q) = a.queue {
+        cfg.queue = q;
+    }
+    let app = Arc::new(App::build(cfg).await?);
+    let listener = tokio::net::TcpListener::bind(&a.bind)
+        .await
+        .with_context(|| format!("binding {}", a.bind))?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(crate::server::serve(listener, app.clone()));
+    // Requests get 503 until the zygotes are warm; then we say where we are.
+    app.warm_up().await?;
+    println!("sluice listening on http://{addr}");
+    server.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn env(data_dir: PathBuf, c: EnvCommand) -> anyhow::Result<ExitCode> {
+    let envs = Environments::new(DataDir::new(data_dir));
+    match c {
+        EnvCommand::Setup { name, force } => {
+            let name = name.as_deref().unwrap_or("default");
+            let e = envs.ensure(name, force)?;
+            println!("{}\t{}\t{}", e.name, e.hash, e.dir.display());
+        }
+        EnvCommand::List => {
+            for s in envs.list()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    s.name,
+                    s.hash,
+                    if s.built { "built" } else { "not built" },
+                    s.dir.display(),
+                    s.packages.join(" ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let code = if a.code_file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading code from stdin")?
+    } else {
+        std::fs::read_to_string(&a.code_file)
+            .with_context(|| format!("reading {}", a.code_file.display()))?
+    };
+    let params = a
+        .params
+        .iter()
+        .map(|p| {
+            serde_json::from_str(p)
+                .with_context(|| format!("--param {p}: not JSON (strings need quotes: '\"x\"')"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut cfg = app_config(data_dir, &a.source);
+    cfg.concurrency = 1;
+    let app = App::build(cfg).await?;
+    app.warm_up().await?;
+    let req = ExecuteRequest {
+        sql_query: a.sql,
+        params,
+        classifier_code: code,
+        entrypoint: a.entrypoint,
+        timeout: a.timeout,
+        max_memory: a.max_memory,
+        policy: a.policy,
+    };
+    let resp = match app.execute(req).await {
+        Ok(r) => r,
+        Err(e) => bail!("{e}"),
+    };
+    println!("{}", serde_json::to_string_pretty(&resp)?);
+    Ok(if resp.status == Status::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

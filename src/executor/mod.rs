@@ -1,0 +1,261 @@
+//! The executor: one warm zygote per environment, one forked child per
+//! request, and the classification of how the child ended.
+
+mod outcome;
+pub mod zygote;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+pub use outcome::Outcome;
+use zygote::{Event, Exit, Zygote};
+
+use crate::environment::Environment;
+use crate::runtime::RuntimeFiles;
+
+/// Extra time, past the wall-clock limit, before the server stops waiting
+/// for the zygote's report and declares the zygote broken.
+const BACKSTOP: Duration = Duration::from_secs(10);
+/// Room for the JSON framing around predictions and captured output.
+const RESULT_SLACK: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("starting the zygote failed: {0}")]
+    Start(String),
+    #[error("the zygote went away")]
+    ZygoteGone,
+    #[error("protocol error with the zygote: {0}")]
+    Protocol(String),
+    #[error("no environment `{0}` is configured")]
+    UnknownEnvironment(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Limits the child applies to itself (rlimits) or the harness enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildLimits {
+    pub timeout_s: f64,
+    pub cpu_s: u64,
+    pub memory_mb: u64,
+    pub nproc: u64,
+    pub nofile: u64,
+    pub fsize_bytes: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub output_bytes: u64,
+}
+
+/// One classifier run.
+pub struct Job {
+    pub id: Uuid,
+    pub code: String,
+    pub entrypoint: String,
+    pub arrow_ipc: Vec<u8>,
+    pub row_count: usize,
+    pub limits: ChildLimits,
+}
+
+struct Slot {
+    env: Environment,
+    current: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+}
+
+pub struct Executor {
+    files: RuntimeFiles,
+    scratch_root: PathBuf,
+    slots: HashMap<String, Slot>,
+}
+
+impl Executor {
+    pub fn new(files: RuntimeFiles, scratch_root: PathBuf, envs: Vec<Environment>) -> Self {
+        let slots = envs
+            .into_iter()
+            .map(|env| {
+                (
+                    env.name.clone(),
+                    Slot {
+                        env,
+                        current: tokio::sync::Mutex::new(None),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            files,
+            scratch_root,
+            slots,
+        }
+    }
+
+    /// The environment's live zygote, starting one if there is none.
+    pub async fn zygote(&self, env: &str) -> Result<Arc<Zygote>, ExecError> {
+        let slot = self
+            .slots
+            .get(env)
+            .ok_or_else(|| ExecError::UnknownEnvironment(env.into()))?;
+        let mut cur = slot.current.lock().await;
+        if let Some(z) = cur.as_ref().filter(|z| z.is_alive()) {
+            return Ok(z.clone());
+        }
+        if cur.take().is_some() {
+            tracing::warn!(environment = env, "restarting the zygote");
+        }
+        let z = Arc::new(Zygote::start(&slot.env, &self.files).await?);
+        tracing::info!(
+            environment = env,
+            pid = z.ready.pid,
+            import_ms = z.ready.import_ms as u64,
+            rss_mb = z.ready.rss_kb / 1024,
+            network_isolated = z.ready.network.isolated,
+            "zygote ready"
+        );
+        *cur = Some(z.clone());
+        Ok(z)
+    }
+
+    /// Is every environment's zygote up?
+    pub async fn all_alive(&self) -> bool {
+        for slot in self.slots.values() {
+            match slot.current.lock().await.as_ref() {
+                Some(z) if z.is_alive() => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Start-up facts about each running zygote (for /readyz).
+    pub async fn describe(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for (name, slot) in &self.slots {
+            let v = match slot.current.lock().await.as_ref() {
+                Some(z) => json!({"alive": z.is_alive(), "zygote": z.ready}),
+                None => json!({"alive": false}),
+            };
+            out.insert(name.clone(), v);
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// Run one job to an outcome. `Err` only for sluice's own failures.
+    pub async fn run(&self, env: &str, job: Job) -> Result<Outcome, ExecError> {
+        let zygote = self.zygote(env).await?;
+        let scratch = self.scratch_root.join(job.id.to_string());
+        std::fs::create_dir_all(&scratch).map_err(|source| ExecError::Io {
+            what: "creating the scratch dir",
+            source,
+        })?;
+        let result = self.run_in(&zygote, &scratch, job).await;
+        // The scratch dir never outlives its request.
+        let _ = std::fs::remove_dir_all(&scratch);
+        if matches!(result, Err(ExecError::ZygoteGone | ExecError::Protocol(_))) {
+            zygote.kill();
+        }
+        result
+    }
+
+    async fn run_in(
+        &self,
+        zygote: &Zygote,
+        scratch: &std::path::Path,
+        job: Job,
+    ) -> Result<Outcome, ExecError> {
+        let pipe = || {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io {
+                what: "pipe",
+                source: e.into(),
+            })
+        };
+        let (in_r, in_w) = pipe()?;
+        let (out_r, out_w) = pipe()?;
+        let l = job.limits;
+        let header = json!({
+            "op": "run",
+            "id": job.id,
+            "timeout_s": l.timeout_s,
+            "cpu_s": l.cpu_s,
+            "memory_mb": l.memory_mb,
+            "nproc": l.nproc,
+            "nofile": l.nofile,
+            "fsize_bytes": l.fsize_bytes,
+            "stdout_limit": l.stdout_bytes,
+            "stderr_limit": l.stderr_bytes,
+            "output_limit": l.output_bytes,
+            "entrypoint": job.entrypoint,
+            "scratch": scratch,
+        });
+        let mut events = zygote.submit(job.id, &header, [in_r, out_w]).await?;
+
+        let mut payload = Vec::with_capacity(4 + job.code.len() + job.arrow_ipc.len());
+        payload.extend_from_slice(&(job.code.len() as u32).to_le_bytes());
+        payload.extend_from_slice(job.code.as_bytes());
+        payload.extend_from_slice(&job.arrow_ipc);
+        drop(job.arrow_ipc);
+
+        let cap = l.output_bytes + l.stdout_bytes + l.stderr_bytes + RESULT_SLACK;
+        let write = write_payload(in_w, payload);
+        let read = read_result(out_r, cap);
+        let exit = wait_exit(&mut events);
+        let deadline = Duration::from_secs_f64(l.timeout_s) + BACKSTOP;
+        let joined =
+            tokio::time::timeout(deadline, async { tokio::join!(write, read, exit) }).await;
+        zygote.forget(&job.id);
+        let (_, read, exit) = match joined {
+            Ok(v) => v,
+            Err(_) => {
+                return Err(ExecError::Protocol(format!(
+                    "no report from the zygote {:.0} s after the wall-clock limit",
+                    BACKSTOP.as_secs_f64()
+                )));
+            }
+        };
+        let exit = exit?;
+        let result = read.map_err(|source| ExecError::Io {
+            what: "reading the child's result",
+            source,
+        })?;
+        Ok(outcome::classify(&job.limits, job.row_count, exit, result))
+    }
+}
+
+async fn write_payload(fd: OwnedFd, payload: Vec<u8>) {
+    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
+        return;
+    };
+    // The child may die before reading everything (that is its outcome).
+    let _ = tx.write_all(&payload).await;
+}
+
+/// The child's result bytes; `None` when it wrote more than `cap`.
+async fn read_result(fd: OwnedFd, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+    let mut buf = Vec::new();
+    let n = rx.take(cap + 1).read_to_end(&mut buf).await?;
+    Ok((n as u64 <= cap).then_some(buf))
+}
+
+async fn wait_exit(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Result<Exit, ExecError> {
+    loop {
+        match events.recv().await {
+            Some(Event::Started { .. }) => continue,
+            Some(Event::Exited(e)) => return Ok(e),
+            Some(Event::Error(m)) => return Err(ExecError::Protocol(m)),
+            Some(Event::Gone) | None => return Err(ExecError::ZygoteGone),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! How a child ended → exactly one status. The child's own result frame
+//! decides when it finished normally; otherwise the signal and the limits
+//! do (like nsjail's reapProc).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ChildLimits;
+use super::zygote::Exit;
+use crate::verdict::Status;
+
+/// Everything the response and the audit need about one child.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    /// `{"message", ...detail}` on error (the category is added later).
+    pub error: Option<Value>,
+    pub predictions: Option<Vec<Value>>,
+    pub scores: Option<Vec<Option<f64>>>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub cpu_ms: u64,
+    pub peak_memory_kb: u64,
+    pub exit_signal: Option<i32>,
+    pub wall_ms: f64,
+}
+
+/// The frame the harness writes (sandbox/python/harness.py `run_child`).
+#[derive(Deserialize)]
+struct ChildResult {
+    status: String,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    predictions: Option<Vec<Value>>,
+    #[serde(default)]
+    scores: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    stdout: String,
+    #[serde(default)]
+    stderr: String,
+    #[serde(default)]
+    stdout_truncated: bool,
+    #[serde(default)]
+    stderr_truncated: bool,
+}
+
+pub fn classify(
+    limits: &ChildLimits,
+    row_count: usize,
+    exit: Exit,
+    result: Option<Vec<u8>>,
+) -> Outcome {
+    let mut o = Outcome {
+        status: Status::InternalError,
+        error: None,
+        predictions: None,
+        scores: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        cpu_ms: exit.cpu_ms,
+        peak_memory_kb: exit.maxrss_kb,
+        exit_signal: exit.signal,
+        wall_ms: exit.wall_ms,
+    };
+
+    // A result that is too big never parses: the limit decides.
+    let Some(bytes) = result else {
+        o.status = Status::OutputLimit;
+        o.error = Some(json!({
+            "message": format!("the child wrote more than the result limit of {} bytes", limits.output_bytes),
+            "limit_bytes": limits.output_bytes,
+        }));
+        return o;
+    };
+    let parsed: Option<ChildResult> = if bytes.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&bytes).ok()
+    };
+
+    // Killed by us at the wall-clock limit, whatever it wrote.
+    if exit.killed.as_deref() == Some("wall_clock") {
+        keep_output(&mut o, parsed.as_ref());
+        o.status = Status::Timeout;
+        o.error = Some(json!({
+            "message": format!(
+                "the code ran longer than the {} s wall-clock limit and was killed; make it faster, \
+                 use fewer rows, or ask for a larger `timeout`", limits.timeout_s),
+            "limit_s": limits.timeout_s,
+            "kind": "wall_clock",
+        }));
+        return o;
+    }
+    // SIGXCPU at the soft CPU limit, or SIGKILL at the hard one once the
+    // CPU time is there.
+    let cpu_limit_ms = limits.cpu_s * 1000;
+    if exit.signal == Some(libc_sig::SIGXCPU)
+        || (exit.signal == Some(libc_sig::SIGKILL) && exit.cpu_ms >= cpu_limit_ms)
+    {
+        o.status = Status::Timeout;
+        o.error = Some(json!({
+            "message": format!("the code used more than its {} s of CPU time and was killed", limits.cpu_s),
+            "limit_s": limits.cpu_s,
+            "kind": "cpu",
+        }));
+        return o;
+    }
+
+    match (parsed, exit.signal) {
+        (Some(r), _) => {
+            keep_output(&mut o, Some(&r));
+            match Status::from_child(&r.status) {
+                Some(Status::Success) => match check_success(&r, row_count) {
+                    Ok(()) => {
+                        o.status = Status::Success;
+                        o.predictions = r.predictions;
+                        o.scores = r.scores;
+                    }
+                    Err(reason) => {
+                        o.status = Status::InternalError;
+                        o.error = Some(
+                            json!({ "message": format!("the harness broke the result contract: {reason}") }),
+                        );
+                    }
+                },
+                Some(Status::MemoryLimit) => {
+                    o.status = Status::MemoryLimit;
+                    o.error = Some(memory_error(limits, r.error));
+                }
+                Some(s) => {
+                    o.status = s;
+                    o.error = r.error.or_else(|| Some(json!({ "message": "no detail" })));
+                }
+                None => {
+                    o.status = Status::InternalError;
+                    o.error = Some(
+                        json!({ "message": format!("unknown status `{}` from the harness", r.status) }),
+                    );
+                }
+            }
+        }
+        // No result: the kernel (or the allocator) ended the child.
+        (None, Some(libc_sig::SIGKILL)) => {
+            // Nothing but the OOM killer (or a cgroup limit) sends SIGKILL
+            // to a child we did not kill ourselves.
+            o.status = Status::MemoryLimit;
+            o.error = Some(memory_error(limits, None));
+        }
+        (None, Some(sig)) => {
+            let name = signal_name(sig);
+            o.status = Status::RuntimeError;
+            o.error = Some(json!({
+                "message": format!("the code crashed the Python process with signal {sig} ({name}); \
+                    this usually means a native library crashed or aborted"),
+                "type": name,
+                "line": null,
+                "traceback": null,
+                "signal": sig,
+            }));
+        }
+        (None, None) => {
+            o.status = Status::InternalError;
+            o.error = Some(json!({
+                "message": format!("the sandboxed process exited with code {:?} without a result", exit.exit_code),
+            }));
+        }
+    }
+    o
+}
+
+fn keep_output(o: &mut Outcome, r: Option<&ChildResult>) {
+    if let Some(r) = r {
+        o.stdout = r.stdout.clone();
+        o.stderr = r.stderr.clone();
+        o.stdout_truncated = r.stdout_truncated;
+        o.stderr_truncated = r.stderr_truncated;
+    }
+}
+
+fn memory_error(limits: &ChildLimits, from_child: Option<Value>) -> Value {
+    let what = from_child
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(|m| format!("{m}; "))
+        .unwrap_or_else(|| "the process was killed for using too much memory; ".into());
+    json!({
+        "message": format!("{what}the limit is {} MB: use fewer rows or columns, smaller dtypes, \
+            or ask for a larger `max_memory`", limits.memory_mb),
+        "limit_mb": limits.memory_mb,
+    })
+}
+
+fn check_success(r: &ChildResult, row_count: usize) -> Result<(), String> {
+    let p = r.predictions.as_ref().ok_or("no predictions")?;
+    if p.len() != row_count {
+        return Err(format!("{} predictions for {row_count} rows", p.len()));
+    }
+    if p.iter().any(|v| v.is_array() || v.is_object()) {
+        return Err("a prediction is not a scalar".into());
+    }
+    if let Some(s) = &r.scores
+        && s.len() != row_count
+    {
+        return Err(format!("{} scores for {row_count} rows", s.len()));
+    }
+    Ok(())
+}
+
+/// Signal numbers we classify (Linux, x86-64 and arm64 agree on these).
+mod libc_sig {
+    pub const SIGKILL: i32 = 9;
+    pub const SIGXCPU: i32 = 24;
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ChildLimits {
+        ChildLimits {
+            timeout_s: 2.0,
+            cpu_s: 4,
+            memory_mb: 100,
+            nproc: 64,
+            nofile: 64,
+            fsize_bytes: 1 << 20,
+            stdout_bytes: 100,
+            stderr_bytes: 100,
+            output_bytes: 1000,
+        }
+    }
+
+    fn exit(signal: Option<i32>, cpu_ms: u64, killed: Option<&str>) -> Exit {
+        Exit {
+            exit_code: if signal.is_some() { None } else { Some(0) },
+            signal,
+            cpu_ms,
+            maxrss_kb: 1,
+            wall_ms: 1.0,
+            killed: killed.map(String::from),
+        }
+    }
+
+    #[test]
+    fn endings_map_to_one_status_each() {
+        let l = limits();
+        let ok = br#"{"status":"success","predictions":["a","b"],"scores":null}"#.to_vec();
+        assert_eq!(
+            classify(&l, 2, exit(None, 1, None), Some(ok.clone())).status,
+            Status::Success
+        );
+        assert_eq!(
+            classify(&l, 3, exit(None, 1, None), Some(ok)).status,
+            Status::InternalError
+        );
+        assert_eq!(
+            classify(&l, 2, exit(Some(9), 1, Some("wall_clock")), Some(vec![])).status,
+            Status::Timeout
+        );
+        assert_eq!(
+            classify(&l, 2, exit(Some(24), 4000, None), Some(vec![])).status,
+            Status::Timeout
+        );
+        assert_eq!(
+            classify(&l, 2, exit(Some(9), 10, None), Some(vec![])).status,
+            Status::MemoryLimit
+        );
+        let seg = classify(&l, 2, exit(Some(11), 10, None), Some(vec![]));
+        assert_eq!(seg.status, Status::RuntimeError);
+        assert!(
+            seg.error.unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .contains("SIGSEGV")
+        );
+        assert_eq!(
+            classify(&l, 2, exit(None, 1, None), Some(vec![])).status,
+            Status::InternalError
+        );
+        assert_eq!(
+            classify(&l, 2, exit(None, 1, None), None).status,
+            Status::OutputLimit
+        );
+        let forged = br#"{"status":"sql_error"}"#.to_vec();
+        assert_eq!(
+            classify(&l, 2, exit(None, 1, None), Some(forged)).status,
+            Status::InternalError
+        );
+    }
+}

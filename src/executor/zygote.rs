@@ -1,0 +1,352 @@
+//! One warm Python process (the zygote) and the control protocol with it.
+//!
+//! The zygote's stdin is one end of a `SOCK_DGRAM` Unix socketpair (message
+//! boundaries kept, reliable and ordered between local peers). For each
+//! request the server sends a JSON header plus two pipe fds (`SCM_RIGHTS`):
+//! the child reads code and rows from the first and writes its result to
+//! the second, so request data never passes through the zygote. The zygote
+//! answers with `started` (child pid) and `exited` (how it ended, CPU, peak
+//! memory) events, one JSON object per packet.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram as StdDatagram;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use serde::Deserialize;
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::ExecError;
+use crate::environment::Environment;
+use crate::runtime::RuntimeFiles;
+
+const MAX_EVENT: usize = 64 * 1024;
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the zygote reports once its imports are done.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ReadyInfo {
+    pub pid: i32,
+    pub python: String,
+    pub versions: serde_json::Value,
+    pub import_ms: f64,
+    pub vm_kb: u64,
+    pub rss_kb: u64,
+    pub threads: u32,
+    pub network: NetworkInfo,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct NetworkInfo {
+    pub isolated: bool,
+    pub error: Option<String>,
+}
+
+/// How a child ended, as the zygote saw it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Exit {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cpu_ms: u64,
+    pub maxrss_kb: u64,
+    pub wall_ms: f64,
+    /// "wall_clock" when the zygote killed it at the deadline.
+    pub killed: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Started {
+        pid: i32,
+    },
+    Exited(Exit),
+    Error(String),
+    /// The zygote itself went away.
+    Gone,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Wire {
+    Ready(ReadyInfo),
+    Failed {
+        message: String,
+    },
+    Started {
+        id: Uuid,
+        pid: i32,
+    },
+    Exited {
+        id: Uuid,
+        #[serde(flatten)]
+        exit: Exit,
+    },
+    Error {
+        id: Option<Uuid>,
+        message: String,
+    },
+}
+
+type Pending = Arc<std::sync::Mutex<HashMap<Uuid, mpsc::UnboundedSender<Event>>>>;
+
+pub struct Zygote {
+    pub ready: ReadyInfo,
+    ctl: Arc<UnixDatagram>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    kill: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Zygote {
+    /// Start the environment's zygote and wait until its imports are done.
+    pub async fn start(env: &Environment, files: &RuntimeFiles) -> Result<Zygote, ExecError> {
+        let (ours, theirs) =
+            StdDatagram::pair().map_err(|e| ExecError::Start(format!("socketpair: {e}")))?;
+        ours.set_nonblocking(true)
+            .map_err(|e| ExecError::Start(e.to_string()))?;
+
+        let mut cmd = tokio::process::Command::new(&env.python);
+        cmd.arg("-I")
+            .arg("-B")
+            .arg(&files.harness)
+            .arg("--lib")
+            .arg(&files.cdylib)
+            .arg("--server-pid")
+            .arg(std::process::id().to_string())
+            .env_clear()
+            .envs(zygote_env())
+            .current_dir(Path::new("/"))
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ExecError::Start(format!("spawning {}: {e}", env.python.display())))?;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_log(stderr));
+        }
+
+        let ctl =
+            Arc::new(UnixDatagram::from_std(ours).map_err(|e| ExecError::Start(e.to_string()))?);
+        let ready = tokio::time::timeout(READY_TIMEOUT, recv_event(&ctl))
+            .await
+            .map_err(|_| {
+                ExecError::Start(format!(
+                    "the zygote did not get ready within {READY_TIMEOUT:?}"
+                ))
+            })?;
+        let ready = match ready {
+            Some(Wire::Ready(r)) => r,
+            Some(Wire::Failed { message }) => return Err(ExecError::Start(message)),
+            Some(_) => {
+                return Err(ExecError::Start(
+                    "unexpected first message from the zygote".into(),
+                ));
+            }
+            None => {
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                return Err(ExecError::Start(format!(
+                    "the zygote exited during start-up ({status}); see the log above"
+                )));
+            }
+        };
+
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        // A datagram socket reports no EOF when the peer goes: the process
+        // handle does. Whichever notices first fails the in-flight requests.
+        let reader = tokio::spawn(read_events(ctl.clone(), pending.clone()));
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(watch(
+            child,
+            kill_rx,
+            reader,
+            pending.clone(),
+            alive.clone(),
+        ));
+        Ok(Zygote {
+            ready,
+            ctl,
+            pending,
+            alive,
+            kill: std::sync::Mutex::new(Some(kill_tx)),
+        })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Ask for a child. Events about it arrive on the returned receiver.
+    pub async fn submit(
+        &self,
+        id: Uuid,
+        header: &serde_json::Value,
+        child_fds: [OwnedFd; 2],
+    ) -> Result<mpsc::UnboundedReceiver<Event>, ExecError> {
+        if !self.is_alive() {
+            return Err(ExecError::ZygoteGone);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.pending.lock().unwrap().insert(id, tx);
+        let bytes = serde_json::to_vec(header).expect("serializable");
+        let raw = [child_fds[0].as_raw_fd(), child_fds[1].as_raw_fd()];
+        let sent = self
+            .ctl
+            .async_io(Interest::WRITABLE, || {
+                sendmsg::<()>(
+                    self.ctl.as_raw_fd(),
+                    &[IoSlice::new(&bytes)],
+                    &[ControlMessage::ScmRights(&raw)],
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await;
+        // The zygote holds its own copies now (or never will).
+        drop(child_fds);
+        if let Err(e) = sent {
+            self.pending.lock().unwrap().remove(&id);
+            self.alive.store(false, Ordering::SeqCst);
+            return Err(ExecError::Protocol(format!("sending to the zygote: {e}")));
+        }
+        Ok(rx)
+    }
+
+    pub fn forget(&self, id: &Uuid) {
+        self.pending.lock().unwrap().remove(id);
+    }
+
+    /// Kill the zygote (its children die with it: parent-death signal).
+    pub fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        if let Some(tx) = self.kill.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The zygote's whole environment: thread pools pinned to one thread (it
+/// must stay single-threaded to fork safely) and the allocator settings
+/// that keep pyarrow from reserving a 1 GiB arena or starting a thread.
+fn zygote_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("OMP_NUM_THREADS", "1"),
+        ("OPENBLAS_NUM_THREADS", "1"),
+        ("MKL_NUM_THREADS", "1"),
+        ("NUMEXPR_NUM_THREADS", "1"),
+        ("VECLIB_MAXIMUM_THREADS", "1"),
+        ("ARROW_DEFAULT_MEMORY_POOL", "system"),
+        ("JE_ARROW_MALLOC_CONF", "background_thread:false"),
+        ("LANG", "C.UTF-8"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // Host CPU quirks for OpenBLAS are configuration, not secrets.
+    for k in ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.into(), v));
+        }
+    }
+    env
+}
+
+async fn forward_log(stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::warn!(target: "sluice::zygote", "{line}");
+    }
+}
+
+async fn recv_event(ctl: &UnixDatagram) -> Option<Wire> {
+    let mut buf = vec![0u8; MAX_EVENT];
+    loop {
+        let n = ctl.recv(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        match serde_json::from_slice::<Wire>(&buf[..n]) {
+            Ok(w) => return Some(w),
+            Err(e) => tracing::error!("bad message from the zygote: {e}"),
+        }
+    }
+}
+
+async fn read_events(ctl: Arc<UnixDatagram>, pending: Pending) {
+    while let Some(w) = recv_event(&ctl).await {
+        let (id, ev, done) = match w {
+            Wire::Started { id, pid } => (id, Event::Started { pid }, false),
+            Wire::Exited { id, exit } => (id, Event::Exited(exit), true),
+            Wire::Error {
+                id: Some(id),
+                message,
+            } => (id, Event::Error(message), true),
+            Wire::Error { id: None, message } => {
+                tracing::error!("zygote: {message}");
+                continue;
+            }
+            Wire::Ready(_) | Wire::Failed { .. } => continue,
+        };
+        let mut p = pending.lock().unwrap();
+        if let Some(tx) = p.get(&id) {
+            let _ = tx.send(ev);
+        }
+        if done {
+            p.remove(&id);
+        }
+    }
+}
+
+/// Owns the zygote process: kills it on request, and when it ends (for any
+/// reason) marks it dead and fails every request still waiting on it.
+async fn watch(
+    mut child: tokio::process::Child,
+    kill: tokio::sync::oneshot::Receiver<()>,
+    reader: tokio::task::JoinHandle<()>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+) {
+    let status = tokio::select! {
+        s = child.wait() => s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+        _ = kill => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            "killed by the server".to_string()
+        }
+    };
+    alive.store(false, Ordering::SeqCst);
+    // Let the reader deliver the last events the zygote sent before dying.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    reader.abort();
+    if !status.contains("killed by the server") {
+        tracing::error!(
+            "the zygote exited ({status}); in-flight requests fail and it restarts on next use"
+        );
+    }
+    for (_, tx) in pending.lock().unwrap().drain() {
+        let _ = tx.send(Event::Gone);
+    }
+}

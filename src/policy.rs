@@ -1,0 +1,457 @@
+//! Named policies (`policies/<name>.toml`): limits, table allow-list and
+//! environment. Loaded and validated at start-up; a bad file stops the
+//! server with the file, the key and the problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The policies shipped in the repository, used when no `--policies` dir is
+/// given (so an installed binary works on its own).
+const BUILTIN: &[(&str, &str)] = &[("default", include_str!("../policies/default.toml"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("reading policies from {dir}: {source}")]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: key `{key}`: {problem}")]
+    Invalid {
+        file: String,
+        key: &'static str,
+        problem: String,
+    },
+    #[error("{file}: policy names may use only a-z, 0-9, '-' and '_'")]
+    BadName { file: String },
+    #[error("no policy named `default` (looked in {0})")]
+    NoDefault(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_environment")]
+    environment: String,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    tables: Tables,
+}
+
+fn default_environment() -> String {
+    "default".into()
+}
+
+/// Limits of one policy. Units are in the names.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub timeout_s: f64,
+    pub max_timeout_s: f64,
+    pub memory_mb: u64,
+    pub max_memory_mb: u64,
+    pub cpu_s: u64,
+    pub max_rows: u64,
+    pub sql_timeout_s: f64,
+    pub max_output_bytes: u64,
+    pub max_stdout_bytes: u64,
+    pub max_stderr_bytes: u64,
+    pub max_open_files: u64,
+    pub max_threads: u64,
+    pub max_file_size_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_s: 30.0,
+            max_timeout_s: 120.0,
+            memory_mb: 512,
+            max_memory_mb: 4096,
+            cpu_s: 120,
+            max_rows: 100_000,
+            sql_timeout_s: 10.0,
+            max_output_bytes: 8 * 1024 * 1024,
+            max_stdout_bytes: 64 * 1024,
+            max_stderr_bytes: 64 * 1024,
+            max_open_files: 256,
+            max_threads: 256,
+            max_file_size_mb: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Tables {
+    allow: Vec<String>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self {
+            allow: vec!["*".into()],
+        }
+    }
+}
+
+/// Which tables a policy lets a query read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableAllow {
+    All,
+    /// Lower-cased names, possibly schema-qualified (`public.orders`).
+    Only(Vec<String>),
+}
+
+impl TableAllow {
+    /// Is `name` (as written in the query, parts joined by '.') allowed?
+    /// An unqualified allow-list entry matches the table in any schema.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            TableAllow::All => true,
+            TableAllow::Only(list) => {
+                let name = name.to_ascii_lowercase();
+                let last = name.rsplit('.').next().unwrap_or(&name);
+                list.iter()
+                    .any(|a| *a == name || (!a.contains('.') && a == last))
+            }
+        }
+    }
+}
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    pub environment: String,
+    pub limits: Limits,
+    pub tables: TableAllow,
+}
+
+/// Limits for one request after the request's own asks are clamped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestLimits {
+    pub timeout_s: f64,
+    pub memory_mb: u64,
+    pub cpu_s: u64,
+}
+
+/// A request asked for more than the policy allows (HTTP 400).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct LimitError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Policy {
+    pub fn request_limits(
+        &self,
+        timeout: Option<f64>,
+        max_memory: Option<u64>,
+    ) -> Result<RequestLimits, LimitError> {
+        let l = &self.limits;
+        let timeout_s = match timeout {
+            None => l.timeout_s,
+            Some(t) if !(t > 0.0) || !t.is_finite() => {
+                return Err(LimitError {
+                    field: "timeout",
+                    message: format!("must be a positive number of seconds, got {t}"),
+                });
+            }
+            Some(t) if t > l.max_timeout_s => {
+                return Err(LimitError {
+                    field: "timeout",
+                    message: format!(
+                        "{t} s is over the maximum of policy `{}` ({} s); ask for at most {} s",
+                        self.name, l.max_timeout_s, l.max_timeout_s
+                    ),
+                });
+            }
+            Some(t) => t,
+        };
+        let memory_mb = match max_memory {
+            None => l.memory_mb,
+            Some(0) => {
+                return Err(LimitError {
+                    field: "max_memory",
+                    message: "must be a positive number of MB, got 0".into(),
+                });
+            }
+            Some(m) if m > l.max_memory_mb => {
+                return Err(LimitError {
+                    field: "max_memory",
+                    message: format!(
+                        "{m} MB is over the maximum of policy `{}` ({} MB); ask for at most {} MB",
+                        self.name, l.max_memory_mb, l.max_memory_mb
+                    ),
+                });
+            }
+            Some(m) => m,
+        };
+        Ok(RequestLimits {
+            timeout_s,
+            memory_mb,
+            cpu_s: l.cpu_s,
+        })
+    }
+}
+
+/// All loaded policies, by name.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    by_name: BTreeMap<String, Policy>,
+}
+
+impl Policies {
+    /// Load every `*.toml` in `dir`, or the built-in policies when `None`.
+    pub fn load(dir: Option<&Path>) -> Result<Self, PolicyError> {
+        let mut by_name = BTreeMap::new();
+        match dir {
+            None => {
+                for (name, text) in BUILTIN {
+                    let file = format!("<built-in>/policies/{name}.toml");
+                    by_name.insert(name.to_string(), parse(name, &file, text)?);
+                }
+            }
+            Some(dir) => {
+                let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::ReadDir {
+                    dir: dir.into(),
+                    source,
+                })?;
+                let mut paths: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                paths.sort();
+                for path in paths {
+                    let file = path.display().to_string();
+                    let name = path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string();
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                            file: file.clone(),
+                            source,
+                        })?;
+                    by_name.insert(name.clone(), parse(&name, &file, &text)?);
+                }
+                if !by_name.contains_key("default") {
+                    return Err(PolicyError::NoDefault(dir.display().to_string()));
+                }
+            }
+        }
+        Ok(Self { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Policy> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Policy> {
+        self.by_name.values()
+    }
+}
+
+fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(PolicyError::BadName { file: file.into() });
+    }
+    let pf: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+        file: file.into(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })?;
+    validate(file, &pf)?;
+    let tables = if pf.tables.allow.iter().any(|t| t == "*") {
+        TableAllow::All
+    } else {
+        TableAllow::Only(
+            pf.tables
+                .allow
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+        )
+    };
+    Ok(Policy {
+        name: name.into(),
+        description: pf.description,
+        environment: pf.environment,
+        limits: pf.limits,
+        tables,
+    })
+}
+
+fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
+    let bad = |key: &'static str, problem: String| PolicyError::Invalid {
+        file: file.into(),
+        key,
+        problem,
+    };
+    let l = &pf.limits;
+    let positive_f = |key, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(())
+        } else {
+            Err(bad(key, format!("must be a positive number, got {v}")))
+        }
+    };
+    positive_f("limits.timeout_s", l.timeout_s)?;
+    positive_f("limits.max_timeout_s", l.max_timeout_s)?;
+    positive_f("limits.sql_timeout_s", l.sql_timeout_s)?;
+    if l.timeout_s > l.max_timeout_s {
+        return Err(bad(
+            "limits.timeout_s",
+            format!(
+                "{} is over limits.max_timeout_s ({})",
+                l.timeout_s, l.max_timeout_s
+            ),
+        ));
+    }
+    if l.memory_mb > l.max_memory_mb {
+        return Err(bad(
+            "limits.memory_mb",
+            format!(
+                "{} is over limits.max_memory_mb ({})",
+                l.memory_mb, l.max_memory_mb
+            ),
+        ));
+    }
+    let positive = [
+        ("limits.memory_mb", l.memory_mb),
+        ("limits.max_memory_mb", l.max_memory_mb),
+        ("limits.cpu_s", l.cpu_s),
+        ("limits.max_rows", l.max_rows),
+        ("limits.max_output_bytes", l.max_output_bytes),
+        ("limits.max_open_files", l.max_open_files),
+        ("limits.max_threads", l.max_threads),
+        ("limits.max_file_size_mb", l.max_file_size_mb),
+    ];
+    for (key, v) in positive {
+        if v == 0 {
+            return Err(bad(key, "must be greater than 0".into()));
+        }
+    }
+    if l.max_open_files < 16 {
+        return Err(bad(
+            "limits.max_open_files",
+            format!(
+                "{} is too few for Python to run; use at least 16",
+                l.max_open_files
+            ),
+        ));
+    }
+    if pf.tables.allow.is_empty() {
+        return Err(bad(
+            "tables.allow",
+            "is empty: list tables, or [\"*\"] for all".into(),
+        ));
+    }
+    if pf.environment.is_empty() || pf.environment.contains('/') || pf.environment.starts_with('.')
+    {
+        return Err(bad(
+            "environment",
+            format!("`{}` is not an environment name", pf.environment),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_default_matches_the_documented_values() {
+        let p = Policies::load(None).unwrap();
+        let d = p.get("default").unwrap();
+        assert_eq!(d.limits, Limits::default());
+        assert_eq!(d.environment, "default");
+        assert_eq!(d.tables, TableAllow::All);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = parse("x", "policies/x.toml", "[limits]\ntimeout = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("policies/x.toml:"), "{e}");
+        assert!(e.contains("unknown field `timeout`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = parse("x", "p.toml", "[limits]\ntimeout_s = 200\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `limits.timeout_s`") && e.contains("max_timeout_s"),
+            "{e}"
+        );
+        let e = parse("x", "p.toml", "[limits]\nmax_rows = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `limits.max_rows`"), "{e}");
+        let e = parse("x", "p.toml", "[limits]\nmemory_mb = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.toml") && e.contains("memory_mb"), "{e}");
+        let e = parse("X Y", "p.toml", "").unwrap_err().to_string();
+        assert!(e.contains("policy names"), "{e}");
+    }
+
+    #[test]
+    fn request_limits_clamp_to_policy() {
+        let p = Policies::load(None).unwrap();
+        let d = p.get("default").unwrap();
+        assert_eq!(d.request_limits(None, None).unwrap().timeout_s, 30.0);
+        assert_eq!(
+            d.request_limits(Some(2.5), Some(100)).unwrap().memory_mb,
+            100
+        );
+        let e = d.request_limits(Some(121.0), None).unwrap_err();
+        assert_eq!(e.field, "timeout");
+        assert!(e.message.contains("120"));
+        assert_eq!(
+            d.request_limits(None, Some(5000)).unwrap_err().field,
+            "max_memory"
+        );
+        assert_eq!(
+            d.request_limits(Some(-1.0), None).unwrap_err().field,
+            "timeout"
+        );
+    }
+
+    #[test]
+    fn table_allow_list_matching() {
+        let t = TableAllow::Only(vec!["iris".into(), "sales.orders".into()]);
+        assert!(t.allows("IRIS"));
+        assert!(t.allows("main.iris"));
+        assert!(t.allows("sales.orders"));
+        assert!(!t.allows("orders"));
+        assert!(!t.allows("wine"));
+    }
+}

@@ -1,0 +1,578 @@
+//! The one orchestrator of a request: policy → SQL → sandbox → response.
+//! HTTP, the CLI (`sluice run`) and, later, MCP are thin adapters over
+//! `App::execute`, so they cannot disagree.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::config::DataDir;
+use crate::environment::Environments;
+use crate::executor::{ChildLimits, ExecError, Executor, Job, Outcome};
+use crate::policy::{Policies, Policy};
+use crate::sql::{ColumnInfo, DataSource, FetchLimits, Param, SqlError};
+use crate::verdict::Status;
+use crate::{code, demo, runtime};
+
+/// POST /execute-classifier body (DESIGN §3).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    pub sql_query: String,
+    #[serde(default)]
+    pub params: Vec<Value>,
+    pub classifier_code: String,
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    #[serde(default)]
+    pub max_memory: Option<u64>,
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub sql: Option<f64>,
+    pub sandbox: Option<f64>,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resources {
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_kb: Option<u64>,
+}
+
+/// The verdict of one request. Every key is always present.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecuteResponse {
+    pub execution_id: Uuid,
+    pub status: Status,
+    pub row_count: Option<usize>,
+    pub columns: Option<Vec<ColumnInfo>>,
+    pub predictions: Option<Vec<Value>>,
+    pub scores: Option<Vec<Option<f64>>>,
+    pub label_counts: Option<BTreeMap<String, u64>>,
+    pub error: Option<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub timings_ms: Timings,
+    pub resources: Resources,
+    pub policy: String,
+    pub environment: String,
+    /// How the sandboxed process ended (audit detail, not part of the body).
+    #[serde(skip)]
+    pub exit_signal: Option<i32>,
+}
+
+/// Why a request was not executed at all (non-200 answers).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
+    #[error("too many requests are waiting ({waiting}); retry shortly")]
+    QueueFull { waiting: usize },
+    #[error("sluice is starting up (warming the Python environment); retry shortly")]
+    NotReady,
+}
+
+/// What `App::build` needs.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub data_dir: PathBuf,
+    /// `None`: the demo database.
+    pub database: Option<String>,
+    pub policies_dir: Option<PathBuf>,
+    /// Requests running at once (default: the number of CPUs).
+    pub concurrency: usize,
+    /// Requests that may wait for a slot before new ones get 429.
+    pub queue: usize,
+    /// Print environment-building progress to stderr.
+    pub progress: bool,
+}
+
+impl AppConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let cpus = crate::config::available_cpus();
+        Self {
+            data_dir: data_dir.into(),
+            database: None,
+            policies_dir: None,
+            concurrency: cpus,
+            queue: cpus * 16,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Environment(#[from] crate::environment::EnvError),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct App {
+    pub policies: Policies,
+    source: DataSource,
+    executor: Executor,
+    admission: Admission,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// Load policies, build missing environments and the demo database,
+    /// connect to the database. Does not start zygotes (see `warm_up`).
+    pub async fn build(cfg: AppConfig) -> Result<App, StartError> {
+        let data = DataDir::new(&cfg.data_dir);
+        create_private_dir(data.root())?;
+        let policies = Policies::load(cfg.policies_dir.as_deref())?;
+
+        let mut wanted: Vec<String> = policies.iter().map(|p| p.environment.clone()).collect();
+        wanted.sort();
+        wanted.dedup();
+        let (envs, data2, progress) = (wanted.clone(), data.clone(), cfg.progress);
+        let built = tokio::task::spawn_blocking(move || {
+            let mut e = Environments::new(data2);
+            e.progress = progress;
+            envs.iter()
+                .map(|n| e.ensure(n, false))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .expect("environment build panicked")?;
+
+        let url = match &cfg.database {
+            Some(u) => u.clone(),
+            None => {
+                let default_env = built
+                    .iter()
+                    .find(|e| e.name == "default")
+                    .unwrap_or(&built[0])
+                    .clone();
+                let data3 = data.clone();
+                let path = tokio::task::spawn_blocking(move || demo::ensure(&data3, &default_env))
+                    .await
+                    .expect("demo build panicked")?;
+                format!("sqlite://{}", path.display())
+            }
+        };
+        let source = DataSource::connect(&url, (cfg.concurrency * 2) as u32).await?;
+        let files = runtime::install(&data.runtime()).map_err(|source| StartError::Io {
+            what: format!("writing runtime files under {}", data.runtime().display()),
+            source,
+        })?;
+        create_private_dir(&data.scratch())?;
+        let executor = Executor::new(files, data.scratch(), built);
+        Ok(App {
+            policies,
+            source,
+            executor,
+            admission: Admission::new(cfg.concurrency.max(1), cfg.queue),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Start every environment's zygote; the app is ready afterwards.
+    pub async fn warm_up(&self) -> Result<(), StartError> {
+        let mut envs: Vec<&str> = self
+            .policies
+            .iter()
+            .map(|p| p.environment.as_str())
+            .collect();
+        envs.sort();
+        envs.dedup();
+        for env in envs {
+            self.executor.zygote(env).await?;
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Facts for /readyz.
+    pub async fn readiness(&self) -> (bool, Value) {
+        let zygotes = self.executor.all_alive().await;
+        let db = self.source.ping().await;
+        let ready = self.is_ready() && zygotes && db;
+        let body = json!({
+            "ready": ready,
+            "warm": self.is_ready(),
+            "database": {"reachable": db, "url": self.source.describe()},
+            "environments": self.executor.describe().await,
+        });
+        (ready, body)
+    }
+
+    /// Run one request to a verdict.
+    pub async fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse, ServiceError> {
+        let started = Instant::now();
+        let policy_name = req.policy.clone().unwrap_or_else(|| "default".into());
+        let policy = self
+            .policies
+            .get(&policy_name)
+            .ok_or_else(|| ServiceError::BadRequest {
+                field: "policy".into(),
+                message: format!(
+                    "unknown policy `{policy_name}`; known policies: {}",
+                    self.policies.names().collect::<Vec<_>>().join(", ")
+                ),
+            })?;
+        let limits = policy
+            .request_limits(req.timeout, req.max_memory)
+            .map_err(|e| ServiceError::BadRequest {
+                field: e.field.into(),
+                message: e.message,
+            })?;
+        let params = convert_params(&req.params)?;
+        let entrypoint = req.entrypoint.clone().unwrap_or_else(|| "classify".into());
+        if !code::is_identifier(&entrypoint) {
+            return Err(ServiceError::BadRequest {
+                field: "entrypoint".into(),
+                message: format!("`{entrypoint}` is not a Python function name"),
+            });
+        }
+        if req.sql_query.trim().is_empty() {
+            return Err(ServiceError::BadRequest {
+                field: "sql_query".into(),
+                message: "is empty".into(),
+            });
+        }
+        if !self.is_ready() {
+            return Err(ServiceError::NotReady);
+        }
+        let _permit = self.admission.enter().await?;
+
+        let mut resp = ExecuteResponse::new(Uuid::now_v7(), policy);
+        let code = code::extract(&req.classifier_code);
+
+        let t_sql = Instant::now();
+        let fetched = self
+            .source
+            .fetch(
+                &req.sql_query,
+                &params,
+                &policy.tables,
+                FetchLimits {
+                    max_rows: policy.limits.max_rows,
+                    timeout: Duration::from_secs_f64(policy.limits.sql_timeout_s),
+                },
+            )
+            .await;
+        resp.timings_ms.sql = Some(ms(t_sql));
+        let rows = match fetched {
+            Ok(rows) => rows,
+            Err(e) => {
+                resp.set_sql_error(e);
+                resp.timings_ms.total = ms(started);
+                return Ok(resp);
+            }
+        };
+        resp.row_count = Some(rows.row_count);
+        resp.columns = Some(rows.columns.clone());
+
+        let l = &policy.limits;
+        let job = Job {
+            id: resp.execution_id,
+            code,
+            entrypoint,
+            arrow_ipc: rows.arrow_ipc,
+            row_count: rows.row_count,
+            limits: ChildLimits {
+                timeout_s: limits.timeout_s,
+                cpu_s: limits.cpu_s,
+                memory_mb: limits.memory_mb,
+                nproc: l.max_threads,
+                nofile: l.max_open_files,
+                fsize_bytes: l.max_file_size_mb * 1024 * 1024,
+                stdout_bytes: l.max_stdout_bytes,
+                stderr_bytes: l.max_stderr_bytes,
+                output_bytes: l.max_output_bytes,
+            },
+        };
+        let t_box = Instant::now();
+        let outcome = self.executor.run(&policy.environment, job).await;
+        resp.timings_ms.sandbox = Some(ms(t_box));
+        match outcome {
+            Ok(o) => resp.set_outcome(o),
+            Err(e) => {
+                tracing::error!(execution_id = %resp.execution_id, "executor failed: {e}");
+                resp.set_error(Status::InternalError, json!({
+                    "message": "sluice failed to run the code (its sandbox process broke); this is not your code's fault, retry the request",
+                }));
+            }
+        }
+        resp.timings_ms.total = ms(started);
+        Ok(resp)
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StartError::Io {
+            what: format!("creating {}", path.display()),
+            source,
+        })
+}
+
+fn convert_params(values: &[Value]) -> Result<Vec<Param>, ServiceError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Ok(match v {
+                Value::Null => Param::Null,
+                Value::Bool(b) => Param::Bool(*b),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => Param::Int(i),
+                    None => Param::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                Value::String(s) => Param::Text(s.clone()),
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(ServiceError::BadRequest {
+                        field: format!("params[{i}]"),
+                        message: "arrays and objects cannot be bound; pass a string, number, boolean or null".into(),
+                    });
+                }
+            })
+        })
+        .collect()
+}
+
+impl ExecuteResponse {
+    fn new(id: Uuid, policy: &Policy) -> Self {
+        Self {
+            execution_id: id,
+            status: Status::InternalError,
+            row_count: None,
+            columns: None,
+            predictions: None,
+            scores: None,
+            label_counts: None,
+            error: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            timings_ms: Timings {
+                sql: None,
+                sandbox: None,
+                total: 0.0,
+            },
+            resources: Resources {
+                cpu_ms: None,
+                peak_memory_kb: None,
+            },
+            policy: policy.name.clone(),
+            environment: policy.environment.clone(),
+            exit_signal: None,
+        }
+    }
+
+    /// Set a non-success status; `error` gets its `category`.
+    fn set_error(&mut self, status: Status, mut error: Value) {
+        if let Value::Object(m) = &mut error {
+            m.insert("category".into(), json!(status.as_str()));
+        }
+        self.status = status;
+        self.error = Some(error);
+        self.predictions = None;
+        self.scores = None;
+        self.label_counts = None;
+    }
+
+    fn set_sql_error(&mut self, e: SqlError) {
+        let (status, detail) = match &e {
+            SqlError::Rejected(r) => (
+                Status::SqlRejected,
+                json!({"message": format!("query rejected: {r}"), "reason": r.0}),
+            ),
+            SqlError::Database { message } => (
+                Status::SqlError,
+                json!({"message": format!("the database refused the query: {message}"), "db_message": message}),
+            ),
+            SqlError::Timeout { seconds } => (
+                Status::SqlTimeout,
+                json!({"message": format!("{e}; add a WHERE clause or LIMIT, or avoid cross joins"), "limit_s": seconds}),
+            ),
+            SqlError::RowLimit { limit } => (
+                Status::RowLimit,
+                json!({"message": format!("{e}; add a WHERE clause or LIMIT {limit}, or aggregate in SQL"), "limit": limit}),
+            ),
+            SqlError::Connect { .. } | SqlError::Encode(_) => {
+                tracing::error!("sql stage failed: {e}");
+                (
+                    Status::InternalError,
+                    json!({"message": "sluice could not read from the database; retry later"}),
+                )
+            }
+        };
+        self.set_error(status, detail);
+    }
+
+    fn set_outcome(&mut self, o: Outcome) {
+        self.stdout = o.stdout;
+        self.stderr = o.stderr;
+        self.stdout_truncated = o.stdout_truncated;
+        self.stderr_truncated = o.stderr_truncated;
+        self.resources = Resources {
+            cpu_ms: Some(o.cpu_ms),
+            peak_memory_kb: Some(o.peak_memory_kb),
+        };
+        self.exit_signal = o.exit_signal;
+        if o.status == Status::Success {
+            let preds = o.predictions.unwrap_or_default();
+            self.label_counts = Some(label_counts(&preds));
+            self.predictions = Some(preds);
+            self.scores = o.scores;
+            self.status = Status::Success;
+            self.error = None;
+        } else {
+            self.set_error(
+                o.status,
+                o.error.unwrap_or_else(|| json!({"message": "no detail"})),
+            );
+        }
+    }
+}
+
+/// Labels as JSON text shows them, as strings: "setosa", "1", "true", "null".
+fn label_counts(preds: &[Value]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for p in preds {
+        let key = match p {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A bounded wait for a free execution slot.
+struct Admission {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Admission {
+    fn new(concurrency: usize, queue: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(concurrency)),
+            waiting: AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    async fn enter(&self) -> Result<OwnedSemaphorePermit, ServiceError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _guard = Waiting(&self.waiting);
+        if before >= self.queue {
+            return Err(ServiceError::QueueFull { waiting: before });
+        }
+        Ok(self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_counts_use_json_text() {
+        let c = label_counts(&[
+            json!("a"),
+            json!(1),
+            json!(true),
+            json!(null),
+            json!(1),
+            json!(0.5),
+        ]);
+        assert_eq!(c["a"], 1);
+        assert_eq!(c["1"], 2);
+        assert_eq!(c["true"], 1);
+        assert_eq!(c["null"], 1);
+        assert_eq!(c["0.5"], 1);
+    }
+
+    #[test]
+    fn params_reject_nested_values() {
+        let e = convert_params(&[json!(1), json!([1])]).unwrap_err();
+        assert!(matches!(e, ServiceError::BadRequest { ref field, .. } if field == "params[1]"));
+        assert_eq!(
+            convert_params(&[json!(1.5), json!("x")]).unwrap(),
+            vec![Param::Float(1.5), Param::Text("x".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn admission_queues_then_refuses() {
+        let a = Admission::new(1, 1);
+        let p = a.enter().await.unwrap();
+        let a = Arc::new(a);
+        let a2 = a.clone();
+        let waiter = tokio::spawn(async move { a2.enter().await.map(|_| ()) });
+        tokio::task::yield_now().await;
+        while a.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            a.enter().await,
+            Err(ServiceError::QueueFull { .. })
+        ));
+        drop(p);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(a.waiting.load(Ordering::SeqCst), 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! The SQL stage: validate the query (AST), run it on a read-only pooled
+//! connection with a statement timeout and a row limit, and encode the rows
+//! as Arrow IPC for the sandbox.
+//!
+//! `DataSource` is the seam where PostgreSQL and MySQL join SQLite: each
+//! backend validates in its own dialect and enforces read-only in its own
+//! way, and all of them hand back the same `Rows`.
+
+pub mod encode;
+pub mod sqlite;
+pub mod validate;
+
+use std::time::Duration;
+
+pub use encode::{ColumnInfo, Rows};
+pub use validate::{Dialect, Rejection};
+
+use crate::policy::TableAllow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("{message}")]
+    Database { message: String },
+    #[error("the query ran longer than the statement timeout of {seconds} s")]
+    Timeout { seconds: f64 },
+    #[error("the query returned more than {limit} rows")]
+    RowLimit { limit: u64 },
+    #[error("cannot open the database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("encoding the rows failed: {0}")]
+    Encode(String),
+}
+
+/// A bind parameter, from the request's `params` array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Per-request limits of the SQL stage.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    pub max_rows: u64,
+    pub timeout: Duration,
+}
+
+/// A configured database.
+pub enum DataSource {
+    Sqlite(sqlite::SqliteSource),
+}
+
+impl DataSource {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
+        if url.starts_with("sqlite:") {
+            return Ok(Self::Sqlite(
+                sqlite::SqliteSource::connect(url, max_connections).await?,
+            ));
+        }
+        Err(SqlError::Connect {
+            url: redact(url),
+            message:
+                "unsupported database URL; use sqlite://PATH (PostgreSQL and MySQL are coming)"
+                    .into(),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Validate, run and encode one query.
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Param],
+        tables: &TableAllow,
+        limits: FetchLimits,
+    ) -> Result<Rows, SqlError> {
+        validate::validate(sql, self.dialect(), tables)?;
+        match self {
+            Self::Sqlite(s) => s.fetch(sql, params, limits).await,
+        }
+    }
+
+    /// Can we still reach the database?
+    pub async fn ping(&self) -> bool {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// A description safe to show and log (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(s) => s.describe(),
+        }
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

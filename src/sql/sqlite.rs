@@ -1,0 +1,163 @@
+//! SQLite: opened read-only (`SQLITE_OPEN_READONLY`, `PRAGMA query_only`),
+//! with the statement timeout enforced by SQLite's progress handler, which
+//! interrupts the running statement from inside the VM.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+
+use super::encode::{Cell, ColumnData, encode};
+use super::{FetchLimits, Param, Rows, SqlError};
+
+pub struct SqliteSource {
+    pool: SqlitePool,
+    url: String,
+}
+
+impl SqliteSource {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
+        let connect_err = |e: sqlx::Error| SqlError::Connect {
+            url: url.into(),
+            message: e.to_string(),
+        };
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(connect_err)?
+            .read_only(true)
+            .create_if_missing(false)
+            .pragma("query_only", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(opts)
+            .await
+            .map_err(connect_err)?;
+        Ok(Self {
+            pool,
+            url: url.into(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Param],
+        limits: FetchLimits,
+    ) -> Result<Rows, SqlError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let deadline = Instant::now() + limits.timeout;
+        let timed_out = Arc::new(AtomicBool::new(false));
+        {
+            let flag = timed_out.clone();
+            let mut handle = conn.lock_handle().await.map_err(db_error)?;
+            // Called every ~1000 VM instructions; returning false interrupts.
+            handle.set_progress_handler(1000, move || {
+                if Instant::now() >= deadline {
+                    flag.store(true, Ordering::Relaxed);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let result = run(&mut conn, sql, params, limits).await;
+        if let Ok(mut handle) = conn.lock_handle().await {
+            handle.remove_progress_handler();
+        }
+        match result {
+            Err(_) if timed_out.load(Ordering::Relaxed) => Err(SqlError::Timeout {
+                seconds: limits.timeout.as_secs_f64(),
+            }),
+            other => other,
+        }
+    }
+}
+
+async fn run(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &str,
+    params: &[Param],
+    limits: FetchLimits,
+) -> Result<Rows, SqlError> {
+    // Preparing first gives the column names and declared types even when
+    // no row comes back.
+    // The text is the caller's by design: it passed the AST check, runs on
+    // a read-only connection, and values travel as bind parameters.
+    let stmt = conn
+        .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+        .await
+        .map_err(db_error)?;
+    let mut columns: Vec<ColumnData> = stmt
+        .columns()
+        .iter()
+        .map(|c| ColumnData {
+            name: c.name().to_string(),
+            declared: c.type_info().name().to_string(),
+            cells: Vec::new(),
+        })
+        .collect();
+
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
+    for p in params {
+        query = match p {
+            Param::Null => query.bind(None::<i64>),
+            Param::Bool(b) => query.bind(*b),
+            Param::Int(i) => query.bind(*i),
+            Param::Float(f) => query.bind(*f),
+            Param::Text(s) => query.bind(s.clone()),
+        };
+    }
+    let mut stream = query.fetch(&mut *conn);
+    let mut n: u64 = 0;
+    while let Some(row) = stream.try_next().await.map_err(db_error)? {
+        if n == limits.max_rows {
+            return Err(SqlError::RowLimit {
+                limit: limits.max_rows,
+            });
+        }
+        n += 1;
+        push_row(&row, &mut columns)?;
+    }
+    drop(stream);
+    encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+}
+
+fn push_row(row: &SqliteRow, columns: &mut [ColumnData]) -> Result<(), SqlError> {
+    for (i, col) in columns.iter_mut().enumerate() {
+        let raw = row.try_get_raw(i).map_err(db_error)?;
+        let cell = if raw.is_null() {
+            Cell::Null
+        } else {
+            // The value's own storage class, not the declared type.
+            match raw.type_info().name() {
+                "INTEGER" | "BOOLEAN" => {
+                    Cell::Int(row.try_get_unchecked::<i64, _>(i).map_err(db_error)?)
+                }
+                "REAL" => Cell::Real(row.try_get_unchecked::<f64, _>(i).map_err(db_error)?),
+                "BLOB" => Cell::Blob(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(db_error)?),
+                _ => Cell::Text(row.try_get_unchecked::<String, _>(i).map_err(db_error)?),
+            }
+        };
+        col.cells.push(cell);
+    }
+    Ok(())
+}
+
+fn db_error(e: sqlx::Error) -> SqlError {
+    let message = match &e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        other => other.to_string(),
+    };
+    SqlError::Database { message }
+}

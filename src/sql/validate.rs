@@ -1,0 +1,290 @@
+//! The AST layer of the read-only guarantee: parse with sqlparser in the
+//! backend's dialect and accept exactly one plain query that reads only
+//! tables the policy allows and calls no denied function. The database's
+//! own read-only mode is the other, independent layer.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, ObjectName, Query, SetExpr, Statement, Visit, Visitor};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+
+use crate::policy::TableAllow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+}
+
+/// Why a query was rejected, in words an LLM can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+/// Functions no query may call, whatever the policy: they read or write
+/// files, load code, or exist to stall the server.
+fn denied_functions(d: Dialect) -> &'static [&'static str] {
+    match d {
+        Dialect::Sqlite => &[
+            "load_extension",
+            "readfile",
+            "writefile",
+            "edit",
+            "fts3_tokenizer",
+            "sqlite_dbpage",
+            "zipfile",
+        ],
+    }
+}
+
+const ALLOWED: &str = "one SELECT (WITH, VALUES and UNION/INTERSECT/EXCEPT are fine)";
+
+/// Check `sql` and return the tables it reads (as written, lower-cased).
+pub fn validate(
+    sql: &str,
+    dialect: Dialect,
+    tables: &TableAllow,
+) -> Result<Vec<String>, Rejection> {
+    let statements = match dialect {
+        Dialect::Sqlite => parse(&SQLiteDialect {}, sql)?,
+    };
+    let stmt = match statements.as_slice() {
+        [] => return Err(Rejection(format!("the query is empty; send {ALLOWED}"))),
+        [one] => one,
+        many => {
+            return Err(Rejection(format!(
+                "found {} statements; send exactly one read-only query ({ALLOWED}) without `;` between statements",
+                many.len()
+            )));
+        }
+    };
+    let Statement::Query(query) = stmt else {
+        return Err(Rejection(format!(
+            "`{}` is not allowed: only read-only queries run here; send {ALLOWED}",
+            statement_keyword(stmt)
+        )));
+    };
+    let mut checker = Checker {
+        dialect,
+        tables,
+        scopes: Vec::new(),
+        read: Vec::new(),
+        depth: 0,
+    };
+    match query.visit(&mut checker) {
+        ControlFlow::Break(r) => Err(r),
+        ControlFlow::Continue(()) => {
+            let mut read = checker.read;
+            read.sort();
+            read.dedup();
+            Ok(read)
+        }
+    }
+}
+
+fn parse(
+    dialect: &dyn sqlparser::dialect::Dialect,
+    sql: &str,
+) -> Result<Vec<Statement>, Rejection> {
+    Parser::parse_sql(dialect, sql).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg
+            .strip_prefix("sql parser error: ")
+            .unwrap_or(&msg)
+            .to_string();
+        Rejection(format!("the query does not parse: {msg}"))
+    })
+}
+
+/// The leading keyword(s) of a statement, for messages.
+fn statement_keyword(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    match words.as_slice() {
+        [a, b]
+            if matches!(
+                a.to_ascii_uppercase().as_str(),
+                "CREATE" | "DROP" | "ALTER" | "EXPLAIN"
+            ) =>
+        {
+            format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase())
+        }
+        [a, ..] => a.to_ascii_uppercase(),
+        [] => "statement".into(),
+    }
+}
+
+/// One WITH clause in scope: its CTE names, and (while one of its CTE
+/// bodies is being walked) how many of them that body can see.
+struct Scope {
+    query: *const Query,
+    names: Vec<String>,
+    cte_bodies: Vec<*const Query>,
+    recursive: bool,
+    /// Some(i) while walking the body of CTE i.
+    in_cte: Option<usize>,
+}
+
+struct Checker<'a> {
+    dialect: Dialect,
+    tables: &'a TableAllow,
+    scopes: Vec<Scope>,
+    read: Vec<String>,
+    depth: usize,
+}
+
+impl Checker<'_> {
+    fn is_cte(&self, name: &str) -> bool {
+        self.scopes.iter().rev().any(|s| {
+            let visible = match (s.in_cte, s.recursive) {
+                (Some(i), false) => &s.names[..i],
+                _ => &s.names[..],
+            };
+            visible.iter().any(|n| n == name)
+        })
+    }
+
+    fn check_table(&mut self, name: &str) -> ControlFlow<Rejection> {
+        let lower = name.to_ascii_lowercase();
+        let last = lower.rsplit('.').next().unwrap_or(&lower).to_string();
+        if denied_functions(self.dialect).contains(&last.as_str()) || last.starts_with("pragma_") {
+            return ControlFlow::Break(Rejection(format!(
+                "table-valued function `{name}` is not allowed; read from tables instead"
+            )));
+        }
+        if !lower.contains('.') && self.is_cte(&lower) {
+            return ControlFlow::Continue(());
+        }
+        if !self.tables.allows(&lower) {
+            let allowed = match self.tables {
+                TableAllow::All => "all".to_string(),
+                TableAllow::Only(list) => list.join(", "),
+            };
+            return ControlFlow::Break(Rejection(format!(
+                "table `{name}` is not allowed by this policy; allowed tables: {allowed}"
+            )));
+        }
+        self.read.push(lower);
+        ControlFlow::Continue(())
+    }
+}
+
+fn check_set_expr(body: &SetExpr) -> ControlFlow<Rejection> {
+    match body {
+        SetExpr::Select(s) if s.into.is_some() => ControlFlow::Break(Rejection(
+            "SELECT … INTO writes a table and is not allowed; remove the INTO clause".into(),
+        )),
+        SetExpr::SetOperation { left, right, .. } => {
+            check_set_expr(left)?;
+            check_set_expr(right)
+        }
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+            ControlFlow::Break(Rejection(format!(
+                "data-modifying statement inside the query is not allowed; send {ALLOWED}"
+            )))
+        }
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+impl Visitor for Checker<'_> {
+    type Break = Rejection;
+
+    fn pre_visit_statement(&mut self, _s: &Statement) -> ControlFlow<Rejection> {
+        // The top-level query is not a Statement visit; any statement found
+        // inside it (INSERT in a CTE, …) is a write.
+        ControlFlow::Break(Rejection(format!(
+            "data-modifying statement inside the query is not allowed; send {ALLOWED}"
+        )))
+    }
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<Rejection> {
+        self.depth += 1;
+        if !q.locks.is_empty() {
+            return ControlFlow::Break(Rejection(
+                "locking clauses (FOR UPDATE / FOR SHARE) are not allowed in a read-only query"
+                    .into(),
+            ));
+        }
+        check_set_expr(&q.body)?;
+        if let SetExpr::Table(t) = q.body.as_ref() {
+            let name = match (&t.schema_name, &t.table_name) {
+                (Some(s), Some(n)) => format!("{s}.{n}"),
+                (None, Some(n)) => n.clone(),
+                _ => String::new(),
+            };
+            self.check_table(&name)?;
+        }
+        // Is this the body of a CTE of the innermost WITH?
+        if let Some(top) = self.scopes.last_mut()
+            && let Some(i) = top_cte_index(top, q)
+        {
+            top.in_cte = Some(i);
+        }
+        if let Some(with) = &q.with {
+            self.scopes.push(Scope {
+                query: q as *const Query,
+                names: with
+                    .cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.to_ascii_lowercase())
+                    .collect(),
+                cte_bodies: with
+                    .cte_tables
+                    .iter()
+                    .map(|c| c.query.as_ref() as *const Query)
+                    .collect(),
+                recursive: with.recursive,
+                in_cte: None,
+            });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<Rejection> {
+        self.depth -= 1;
+        if self.scopes.last().is_some_and(|s| std::ptr::eq(s.query, q)) {
+            self.scopes.pop();
+        }
+        if let Some(top) = self.scopes.last_mut()
+            && top_cte_index(top, q).is_some()
+        {
+            top.in_cte = None;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<Rejection> {
+        let name = object_name(relation);
+        self.check_table(&name)
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Rejection> {
+        if let Expr::Function(f) = expr {
+            let name = object_name(&f.name).to_ascii_lowercase();
+            let last = name.rsplit('.').next().unwrap_or(&name);
+            if denied_functions(self.dialect).contains(&last) {
+                return ControlFlow::Break(Rejection(format!(
+                    "function `{last}` is not allowed: it reads or writes files, loads code or stalls the server"
+                )));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Index of `q` among the CTE bodies of `scope`'s WITH clause (by address:
+/// the AST outlives the walk, and addresses are only compared).
+fn top_cte_index(scope: &Scope, q: &Query) -> Option<usize> {
+    scope.cte_bodies.iter().position(|p| std::ptr::eq(*p, q))
+}
+
+fn object_name(n: &ObjectName) -> String {
+    n.0.iter()
+        .map(|p| match p.as_ident() {
+            Some(i) => i.value.clone(),
+            None => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
