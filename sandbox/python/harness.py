@@ -28,6 +28,10 @@ import time
 
 PROTOCOL_VERSION = 1
 MAX_CTL_MESSAGE = 64 * 1024
+AS_HEADROOM_MB = 256
+# Errors are read by people and LLMs: keep them short.
+MAX_MESSAGE_CHARS = 1000
+MAX_TRACEBACK_CHARS = 8000
 USER_FILENAME = "<classifier>"
 
 # Statuses the child can decide by itself. The server adds the ones only it
@@ -375,11 +379,13 @@ def run_child(zygote, req, in_fd, out_fd):
     tempfile.tempdir = None
 
     # Step 4: resource limits. Address space counts what the zygote already
-    # mapped, so the request's memory budget comes on top of that.
+    # mapped, so the request's memory budget comes on top of that, plus a
+    # fixed headroom for what is reserved but rarely used: thread stacks,
+    # malloc arenas, the harness's own copy of the rows.
     vm_kb = proc_status_kb("VmSize")
     native.set_rlimits(
         int(req["cpu_s"]),
-        vm_kb * 1024 + int(req["memory_mb"]) * 1024 * 1024,
+        vm_kb * 1024 + (int(req["memory_mb"]) + AS_HEADROOM_MB) * 1024 * 1024,
         int(req["nproc"]),
         int(req["nofile"]),
         int(req["fsize_bytes"]),
@@ -561,6 +567,8 @@ def user_exception(e, where):
         traceback.format_exception_only(type(e), e)
     )
     msg = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    msg = _clip(msg, MAX_MESSAGE_CHARS)
+    tb = _clip(tb, MAX_TRACEBACK_CHARS)
     if isinstance(e, PermissionError):
         return Verdict(
             "security_violation",
@@ -678,6 +686,12 @@ def to_label_list(value, n_rows, what, np, pd):
             )
         out.append(x)
     return out
+
+
+def _clip(s, limit):
+    if len(s) <= limit:
+        return s
+    return s[: limit - 40] + f" … [{len(s) - limit + 40} more characters]"
 
 
 def _short_repr(x):

@@ -259,6 +259,9 @@ fn zygote_env() -> Vec<(String, String)> {
         ("VECLIB_MAXIMUM_THREADS", "1"),
         ("ARROW_DEFAULT_MEMORY_POOL", "system"),
         ("JE_ARROW_MALLOC_CONF", "background_thread:false"),
+        // Each thread's malloc arena reserves 64 MiB of address space,
+        // which RLIMIT_AS counts: cap the number of arenas.
+        ("MALLOC_ARENA_MAX", "2"),
         ("LANG", "C.UTF-8"),
     ]
     .iter()

@@ -1,0 +1,182 @@
+//! Test support: a real sluice server (real environment, real zygote, real
+//! SQLite demo database) on a random port. The environment and the demo
+//! database are built once under the target dir and reused by every test
+//! binary; each binary starts its own server(s).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice::service::{App, AppConfig};
+
+/// Shared data dir: building the environment once is the expensive part.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sluice-test-data")
+}
+
+/// A policies dir with the shipped default policy plus `tight`, whose small
+/// limits make every limit reachable in a test.
+pub fn policies_dir() -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("policies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/policies/default.toml"),
+        dir.join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tight.toml"),
+        r#"
+description = "Small limits for tests"
+[limits]
+timeout_s = 2
+max_timeout_s = 5
+memory_mb = 256
+max_memory_mb = 1024
+max_rows = 10
+sql_timeout_s = 1
+max_output_bytes = 1000
+max_stdout_bytes = 100
+max_stderr_bytes = 100
+[tables]
+allow = ["iris"]
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+pub struct Server {
+    pub base: String,
+    pub app: Arc<App>,
+}
+
+pub struct Options {
+    pub concurrency: usize,
+    pub queue: usize,
+    pub warm: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            queue: 32,
+            warm: true,
+        }
+    }
+}
+
+/// Start a server on its own runtime thread, which lives as long as the
+/// test process (so does the zygote: it dies with us).
+pub fn start(opts: Options) -> Server {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut cfg = AppConfig::new(data_dir());
+            cfg.policies_dir = Some(policies_dir());
+            cfg.concurrency = opts.concurrency;
+            cfg.queue = opts.queue;
+            cfg.progress = false;
+            let app = Arc::new(App::build(cfg).await.expect("building the app"));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(sluice::server::serve(listener, app.clone()));
+            if opts.warm {
+                app.warm_up().await.expect("warming up");
+            }
+            tx.send(Server { base, app }).unwrap();
+            server.await.unwrap().unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(600))
+        .expect("server start")
+}
+
+/// The server shared by all tests of one binary.
+pub fn shared() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| start(Options::default()))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// POST /execute-classifier; returns (HTTP status, body).
+pub async fn execute(base: &str, body: Value) -> (u16, Value) {
+    let r = client()
+        .post(format!("{base}/execute-classifier"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// Run `code` over `sql` on the shared server, expecting HTTP 200.
+pub async fn run(sql: &str, code: &str) -> Value {
+    run_with(json!({"sql_query": sql, "classifier_code": code})).await
+}
+
+pub async fn run_with(body: Value) -> Value {
+    let (status, v) = execute(&shared().base, body).await;
+    assert!(status == 200 || status == 500, "HTTP {status}: {v}");
+    v
+}
+
+/// Every key of the contract's 200 response.
+pub const RESPONSE_KEYS: &[&str] = &[
+    "execution_id",
+    "status",
+    "row_count",
+    "columns",
+    "predictions",
+    "scores",
+    "label_counts",
+    "error",
+    "stdout",
+    "stderr",
+    "stdout_truncated",
+    "stderr_truncated",
+    "timings_ms",
+    "resources",
+    "policy",
+    "environment",
+];
+
+pub fn assert_status(v: &Value, status: &str) {
+    assert_eq!(
+        v["status"],
+        status,
+        "expected {status}, got: {}",
+        serde_json::to_string_pretty(v).unwrap()
+    );
+    for k in RESPONSE_KEYS {
+        assert!(v.get(*k).is_some(), "key `{k}` missing in {v}");
+    }
+    if status == "success" {
+        assert!(v["error"].is_null());
+        assert!(v["predictions"].is_array());
+    } else {
+        assert_eq!(v["error"]["category"], status);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        assert!(v["predictions"].is_null());
+    }
+}
