@@ -1,0 +1,170 @@
+//! The `sluice` binary as a user runs it: `run`, `serve` (with the README's
+//! request), `env list`, and a bad policy stopping start-up.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.arg("--data-dir").arg(common::data_dir());
+    c.env_remove("SLUICE_DATABASE_URL").env_remove("SLUICE_POLICIES").env_remove("SLUICE_BIND");
+    c
+}
+
+fn code_file(name: &str, code: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.py", std::process::id()));
+    std::fs::write(&p, code).unwrap();
+    p
+}
+
+#[test]
+fn run_prints_the_same_json_as_the_api() {
+    let f = code_file("species", "def classify(df):\n    return df['species']\n");
+    let out = sluice().args(["run", "--sql", "SELECT * FROM iris", "--code-file"]).arg(&f).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::assert_status(&v, "success");
+    assert_eq!(v["label_counts"], json!({"setosa": 50, "versicolor": 50, "virginica": 50}));
+}
+
+#[test]
+fn run_exits_non_zero_on_an_error_verdict_and_binds_params() {
+    let f = code_file("bad", "def classify(df):\n    return 1 / 0\n");
+    let out = sluice()
+        .args(["run", "--sql", "SELECT * FROM iris WHERE id = ?", "--param", "3", "--code-file"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::assert_status(&v, "runtime_error");
+    assert_eq!(v["row_count"], 1);
+}
+
+#[test]
+fn env_list_shows_the_built_default_environment() {
+    common::shared(); // makes sure it is built
+    let out = sluice().args(["env", "list"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("default\t")).expect("default listed");
+    assert!(line.contains("\tbuilt\t") && line.contains("pandas=="), "{line}");
+}
+
+#[test]
+fn a_bad_policy_stops_serve_naming_file_and_key() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("badpol-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("default.toml"), "[limits]\nmax_rows = 0\n").unwrap();
+    let out = sluice().args(["serve", "--bind", "127.0.0.1:0", "--policies"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("default.toml") && err.contains("limits.max_rows"), "{err}");
+}
+
+/// The README's quick start: `sluice serve`, then the curl example.
+#[test]
+fn serve_prints_its_address_and_answers_the_readme_request() {
+    let mut child = sluice()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("sluice listening on ").unwrap_or_else(|| panic!("first line: {line}")).to_string();
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let body = readme_request_body(&readme);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, v) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/execute-classifier"))
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 200, "{v}");
+    common::assert_status(&v, "success");
+    assert_eq!(v["row_count"], 150);
+}
+
+/// The JSON body of the README's first `curl … -d '…'` example.
+fn readme_request_body(readme: &str) -> String {
+    let start = readme.find("-d '").expect("README has a curl -d example") + 4;
+    let end = start + readme[start..].find("'\n").expect("closing quote");
+    let body = readme[start..end].to_string();
+    serde_json::from_str::<Value>(&body).expect("README example body is JSON");
+    body
+}
+
+/// sluice as an ordinary user: the environment is built with the system
+/// Python and a bootstrapped uv, the network namespace comes from a user
+/// namespace, and the child is not root. Runs when the tests run as root
+/// (CI does), by dropping to `nobody`.
+#[test]
+fn works_as_an_unprivileged_user() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: the tests are not running as root, so they already run unprivileged");
+        return;
+    }
+    let python = "/usr/bin/python3";
+    assert!(std::path::Path::new(python).exists(), "{python} is needed (.ci/run installs it)");
+    let home = std::path::PathBuf::from(format!("/tmp/sluice-nobody-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = home.join("sluice");
+    std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &bin).unwrap();
+    let code = home.join("c.py");
+    std::fs::write(
+        &code,
+        r#"
+import os, socket
+def classify(df):
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2)
+        net = "connected"
+    except OSError as e:
+        net = type(e).__name__
+    return [os.getuid(), net] + [None] * (len(df) - 2)
+"#,
+    )
+    .unwrap();
+    let status = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(&home).status().unwrap();
+    assert!(status.success());
+    // A persistent uv cache for nobody keeps reruns fast; the data dir is fresh.
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(&bin)
+        .args(["--data-dir"])
+        .arg(home.join("data"))
+        .args(["run", "--sql", "SELECT * FROM iris LIMIT 5", "--code-file"])
+        .arg(&code)
+        .env_clear()
+        .env("HOME", &home)
+        .env("PATH", "/usr/bin:/bin")
+        .env("SLUICE_PYTHON", python)
+        .env("UV_CACHE_DIR", "/tmp/sluice-nobody-uv-cache")
+        .current_dir(&home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    common::assert_status(&v, "success");
+    assert_ne!(v["predictions"][0], 0, "the child must not be root");
+    assert_ne!(v["predictions"][1], "connected");
+    let _ = std::fs::remove_dir_all(&home);
+}

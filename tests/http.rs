@@ -1,0 +1,179 @@
+//! HTTP behaviour: every non-200 code has a JSON body, limits and queueing,
+//! readiness, and the server surviving the death of its zygote.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, assert_status, client, execute, shared, start};
+use serde_json::{Value, json};
+
+const CODE: &str = "def classify(df):\n    return [0] * len(df)\n";
+
+async fn post_raw(base: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = client()
+        .post(format!("{base}/execute-classifier"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("HTTP {status} body is not JSON: {text}"));
+    (status, v)
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_with_a_json_body() {
+    let (status, v) = post_raw(&shared().base, "{not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["code"], "bad_request");
+    assert!(v["error"]["message"].as_str().unwrap().contains("invalid request body"), "{v}");
+}
+
+#[tokio::test]
+async fn unknown_and_missing_fields_are_named() {
+    let (status, v) = execute(&shared().base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "tiemout": 3})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "tiemout");
+    assert!(v["error"]["message"].as_str().unwrap().contains("timeout"), "lists the known fields: {v}");
+    let (status, v) = execute(&shared().base, json!({"sql_query": "SELECT 1"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "classifier_code");
+    let (status, v) = execute(&shared().base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "timeout": "soon"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "timeout");
+}
+
+#[tokio::test]
+async fn limits_over_the_policy_maximum_are_a_400() {
+    let base = &shared().base;
+    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "timeout": 121})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "timeout");
+    assert!(v["error"]["message"].as_str().unwrap().contains("120"), "{v}");
+    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "max_memory": 999999})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "max_memory");
+    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "policy": "nope"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "policy");
+    assert!(v["error"]["message"].as_str().unwrap().contains("default"), "{v}");
+    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "entrypoint": "os.system"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "entrypoint");
+    let (status, v) = execute(base, json!({"sql_query": "SELECT ?", "classifier_code": CODE, "params": [{"a": 1}]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "params[0]");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_a_413_with_a_json_body() {
+    let big = json!({"sql_query": "SELECT 1", "classifier_code": "#".repeat(3 * 1024 * 1024)}).to_string();
+    let (status, v) = post_raw(&shared().base, big).await;
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_have_json_bodies() {
+    let r = client().get(format!("{}/nope", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    let r = client().get(format!("{}/execute-classifier", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let r = client().get(format!("{}/healthz", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = client().get(format!("{}/readyz", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["ready"], true);
+    let z = &v["environments"]["default"]["zygote"];
+    assert_eq!(z["threads"], 1, "the zygote must stay single-threaded: {v}");
+    assert_eq!(z["network"]["isolated"], true, "{v}");
+}
+
+#[tokio::test]
+async fn not_ready_until_warm_is_a_503() {
+    let s = start(Options { warm: false, ..Default::default() });
+    let r = client()
+        .post(format!("{}/execute-classifier", s.base))
+        .json(&json!({"sql_query": "SELECT 1", "classifier_code": CODE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_ready");
+    let r = client().get(format!("{}/readyz", s.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["warm"], false);
+    s.app.warm_up().await.unwrap();
+    let (status, v) = execute(&s.base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": CODE})).await;
+    assert_eq!(status, 200);
+    assert_status(&v, "success");
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_429_with_retry_after() {
+    let s = start(Options { concurrency: 1, queue: 0, warm: true });
+    let slow = json!({
+        "sql_query": "SELECT 1 AS x",
+        "classifier_code": "import time\ndef classify(df):\n    time.sleep(2)\n    return [0]\n",
+    });
+    let base = s.base.clone();
+    let running = tokio::spawn(async move { execute(&base, slow).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = client()
+        .post(format!("{}/execute-classifier", s.base))
+        .json(&json!({"sql_query": "SELECT 1 AS x", "classifier_code": CODE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "queue_full");
+    let (status, v) = running.await.unwrap();
+    assert_eq!(status, 200);
+    assert_status(&v, "success");
+}
+
+fn zygote_pid(v: &Value) -> i32 {
+    v["environments"]["default"]["zygote"]["pid"].as_i64().unwrap() as i32
+}
+
+#[tokio::test]
+async fn zygote_death_is_an_internal_error_then_it_restarts() {
+    let s = start(Options::default());
+    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let pid = zygote_pid(&ready);
+    let slow = json!({
+        "sql_query": "SELECT 1 AS x",
+        "classifier_code": "import time\ndef classify(df):\n    time.sleep(20)\n    return [0]\n",
+    });
+    let base = s.base.clone();
+    let running = tokio::spawn(async move { execute(&base, slow).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let (status, v) = tokio::time::timeout(Duration::from_secs(10), running).await.expect("no hang").unwrap();
+    assert_eq!(status, 500);
+    assert_status(&v, "internal_error");
+    // The next request gets a fresh zygote.
+    let (status, v) = execute(&s.base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": CODE})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_status(&v, "success");
+    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    assert_ne!(zygote_pid(&ready), pid);
+    assert_eq!(ready["ready"], true);
+}
