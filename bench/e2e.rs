@@ -18,7 +18,8 @@ use sluice::config::DataDir;
 use sluice::environment::Environments;
 use sluice::service::{App, AppConfig};
 
-const TRIVIAL: &str = "def classify(df):\n    return ['wide' if w > 1.0 else 'narrow' for w in df['petal_width']]\n";
+const TRIVIAL: &str =
+    "def classify(df):\n    return ['wide' if w > 1.0 else 'narrow' for w in df['petal_width']]\n";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -106,7 +107,12 @@ fn main() {
 
         let z = &ready["environments"]["default"]["zygote"];
         println!("sluice e2e benchmark ({requests} requests, SELECT * FROM iris → 150 labels)");
-        println!("  zygote: rss {} MiB, {} thread(s), imports {:.0} ms", z["rss_kb"].as_u64().unwrap_or(0) / 1024, z["threads"], z["import_ms"].as_f64().unwrap_or(0.0));
+        println!(
+            "  zygote: rss {} MiB, {} thread(s), imports {:.0} ms",
+            z["rss_kb"].as_u64().unwrap_or(0) / 1024,
+            z["threads"],
+            z["import_ms"].as_f64().unwrap_or(0.0)
+        );
         println!("  latency p50     {p50:8.2} ms");
         println!("  latency p95     {p95:8.2} ms");
         println!("  latency min/max {:8.2} / {:.2} ms", lat[0], lat[lat.len() - 1]);

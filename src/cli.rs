@@ -108,8 +108,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -129,10 +128,7 @@ pub fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
 fn app_config(data_dir: PathBuf, s: &SourceArgs) -> AppConfig {
@@ -151,9 +147,8 @@ async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg.queue = q;
     }
     let app = Arc::new(App::build(cfg).await?);
-    let listener = tokio::net::TcpListener::bind(&a.bind)
-        .await
-        .with_context(|| format!("binding {}", a.bind))?;
+    let listener =
+        tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(crate::server::serve(listener, app.clone()));
     // Requests get 503 until the zygotes are warm; then we say where we are.
@@ -191,8 +186,7 @@ async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
     let code = if a.code_file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading code from stdin")?
     } else {
-        std::fs::read_to_string(&a.code_file)
-            .with_context(|| format!("reading {}", a.code_file.display()))?
+        std::fs::read_to_string(&a.code_file).with_context(|| format!("reading {}", a.code_file.display()))?
     };
     let params = a
         .params
@@ -220,9 +214,5 @@ async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => bail!("{e}"),
     };
     println!("{}", serde_json::to_string_pretty(&resp)?);
-    Ok(if resp.status == Status::Success {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if resp.status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

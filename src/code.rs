@@ -54,10 +54,7 @@ mod tests {
     #[test]
     fn first_fenced_block_wins() {
         let text = "Here is the classifier:\n\n```python\ndef classify(df):\n    return [1] * len(df)\n```\n\nAnd a test:\n```python\nprint(1)\n```\n";
-        assert_eq!(
-            extract(text),
-            "def classify(df):\n    return [1] * len(df)\n"
-        );
+        assert_eq!(extract(text), "def classify(df):\n    return [1] * len(df)\n");
     }
 
     #[test]

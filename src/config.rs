@@ -10,8 +10,12 @@ pub struct DataDir {
 }
 
 impl DataDir {
+    /// The path is made absolute: the zygote runs with `/` as its working
+    /// directory and must find its files from there.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        Self { root }
     }
 
     /// `$XDG_DATA_HOME/sluice`, else `~/.local/share/sluice`.
@@ -19,9 +23,7 @@ impl DataDir {
         if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
             return PathBuf::from(x).join("sluice");
         }
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         home.join(".local/share/sluice")
     }
 
@@ -47,7 +49,5 @@ impl DataDir {
 
 /// Number of CPUs this process may use (the default request concurrency).
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -12,11 +12,7 @@ const SCRIPT: &str = include_str!("../sandbox/python/make_demo.py");
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("creating the demo database failed: {0}")]
     Script(String),
 }
@@ -32,9 +28,7 @@ pub fn ensure(data: &DataDir, env: &Environment) -> Result<PathBuf, DemoError> {
         path: data.root().into(),
         source,
     })?;
-    let tmp = data
-        .root()
-        .join(format!(".demo.{}.sqlite", std::process::id()));
+    let tmp = data.root().join(format!(".demo.{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let out = Command::new(&env.python)
         .args(["-I", "-B", "-c", SCRIPT])
@@ -45,9 +39,7 @@ pub fn ensure(data: &DataDir, env: &Environment) -> Result<PathBuf, DemoError> {
         .map_err(|e| DemoError::Script(e.to_string()))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(DemoError::Script(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        return Err(DemoError::Script(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
     // rename is atomic: a concurrent creator's file is as good as ours.
     std::fs::rename(&tmp, &path).map_err(|source| DemoError::Io {

@@ -13,10 +13,8 @@ use crate::config::DataDir;
 
 /// Environments shipped in the repository, embedded so an installed binary
 /// can build them.
-const BUILTIN: &[(&str, &str)] = &[(
-    "default",
-    include_str!("../sandbox/environments/default/requirements.txt"),
-)];
+const BUILTIN: &[(&str, &str)] =
+    &[("default", include_str!("../sandbox/environments/default/requirements.txt"))];
 
 /// The uv release bootstrapped from PyPI when none is on PATH.
 const UV_VERSION: &str = "0.13.9";
@@ -31,19 +29,9 @@ pub enum EnvError {
     #[error("installing uv into {dir} with pip failed: {message}")]
     Bootstrap { dir: PathBuf, message: String },
     #[error("building environment `{name}` failed{package}: {step} exited with {status}\n{output}")]
-    Build {
-        name: String,
-        package: String,
-        step: &'static str,
-        status: String,
-        output: String,
-    },
+    Build { name: String, package: String, step: &'static str, status: String, output: String },
     #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnvError {
@@ -81,11 +69,7 @@ pub struct Environments {
 impl Environments {
     pub fn new(data: DataDir) -> Self {
         let host_python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into());
-        Self {
-            data,
-            host_python,
-            progress: true,
-        }
+        Self { data, host_python, progress: true }
     }
 
     pub fn names() -> impl Iterator<Item = &'static str> {
@@ -93,14 +77,10 @@ impl Environments {
     }
 
     fn requirements(name: &str) -> Result<&'static str, EnvError> {
-        BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, r)| *r)
-            .ok_or_else(|| EnvError::Unknown {
-                name: name.into(),
-                known: Self::names().collect::<Vec<_>>().join(", "),
-            })
+        BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, r)| *r).ok_or_else(|| EnvError::Unknown {
+            name: name.into(),
+            known: Self::names().collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// The built environment `name`, building it first if it is missing or
@@ -119,11 +99,7 @@ impl Environments {
         let lock_path = root.join(format!("{name}.lock"));
         let lock_file = std::fs::File::create(&lock_path).map_err(io("creating", &lock_path))?;
         let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| EnvError::Io {
-                what: "locking",
-                path: lock_path.clone(),
-                source: e.into(),
-            })?;
+            .map_err(|(_, e)| EnvError::Io { what: "locking", path: lock_path.clone(), source: e.into() })?;
         // Someone else may have built it while we waited.
         if !force && let Some(env) = read_marker(&dir) {
             return Ok(env);
@@ -145,11 +121,7 @@ impl Environments {
             name,
             requirements,
             "uv venv",
-            Command::new(&uv)
-                .arg("venv")
-                .arg("--python")
-                .arg(&host_exe)
-                .arg(&tmp),
+            Command::new(&uv).arg("venv").arg("--python").arg(&host_exe).arg(&tmp),
         )?;
         let venv_python = tmp.join("bin/python");
         self.run_step(
@@ -180,10 +152,7 @@ impl Environments {
         let marker = dir.join(MARKER);
         let json = serde_json::to_vec_pretty(&env).expect("serializable");
         std::fs::write(&marker, json).map_err(io("writing", &marker))?;
-        self.say(&format!(
-            "environment `{name}` ready in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        ));
+        self.say(&format!("environment `{name}` ready in {:.1} s", t0.elapsed().as_secs_f64()));
         Ok(env)
     }
 
@@ -214,10 +183,7 @@ impl Environments {
     /// The host interpreter's real path and version.
     fn host_python(&self) -> Result<(PathBuf, String), EnvError> {
         let out = Command::new(&self.host_python)
-            .args([
-                "-c",
-                "import sys; print(sys.executable); print(sys.version.split()[0])",
-            ])
+            .args(["-c", "import sys; print(sys.executable); print(sys.version.split()[0])"])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| EnvError::HostPython {
@@ -254,10 +220,7 @@ impl Environments {
         if uv.exists() {
             return Ok(uv);
         }
-        self.say(&format!(
-            "uv not found: installing uv {UV_VERSION} from PyPI into {}",
-            dir.display()
-        ));
+        self.say(&format!("uv not found: installing uv {UV_VERSION} from PyPI into {}", dir.display()));
         let out = Command::new(&self.host_python)
             .args([
                 "-m",
@@ -272,10 +235,7 @@ impl Environments {
             .arg(format!("uv=={UV_VERSION}"))
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| EnvError::Bootstrap {
-                dir: dir.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| EnvError::Bootstrap { dir: dir.clone(), message: e.to_string() })?;
         if !out.status.success() || !uv.exists() {
             return Err(EnvError::Bootstrap {
                 dir,
@@ -294,11 +254,14 @@ impl Environments {
         step: &'static str,
         cmd: &mut Command,
     ) -> Result<(), EnvError> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         // uv prints its progress to stderr; no colours, no spinner.
         cmd.env("NO_COLOR", "1").env("UV_NO_PROGRESS", "1");
+        // Trust the platform's certificate store, as pip does: hosts behind
+        // a TLS-inspecting proxy or a private index have their CA there.
+        if std::env::var_os("UV_SYSTEM_CERTS").is_none() {
+            cmd.env("UV_SYSTEM_CERTS", "1");
+        }
         let mut child = cmd.spawn().map_err(|e| EnvError::Build {
             name: name.into(),
             package: String::new(),
@@ -323,16 +286,9 @@ impl Environments {
             return Ok(());
         }
         let output = tail.join("\n");
-        let package = guilty_package(requirements, &output)
-            .map(|p| format!(" (package `{p}`)"))
-            .unwrap_or_default();
-        Err(EnvError::Build {
-            name: name.into(),
-            package,
-            step,
-            status: status.to_string(),
-            output,
-        })
+        let package =
+            guilty_package(requirements, &output).map(|p| format!(" (package `{p}`)")).unwrap_or_default();
+        Err(EnvError::Build { name: name.into(), package, step, status: status.to_string(), output })
     }
 }
 
@@ -394,10 +350,7 @@ mod tests {
         let req = Environments::requirements("default").unwrap();
         let lines = requirement_lines(req);
         for want in ["numpy", "pandas", "scikit-learn", "pyarrow"] {
-            assert!(
-                lines.iter().any(|l| l.starts_with(&format!("{want}=="))),
-                "{want} not pinned"
-            );
+            assert!(lines.iter().any(|l| l.starts_with(&format!("{want}=="))), "{want} not pinned");
         }
         assert!(lines.iter().all(|l| l.contains("==")), "{lines:?}");
     }
@@ -405,14 +358,8 @@ mod tests {
     #[test]
     fn hash_changes_with_requirements_and_python() {
         let a = env_hash("numpy==1", Path::new("/usr/bin/python3"), "3.11.7");
-        assert_ne!(
-            a,
-            env_hash("numpy==2", Path::new("/usr/bin/python3"), "3.11.7")
-        );
-        assert_ne!(
-            a,
-            env_hash("numpy==1", Path::new("/usr/bin/python3"), "3.12.0")
-        );
+        assert_ne!(a, env_hash("numpy==2", Path::new("/usr/bin/python3"), "3.11.7"));
+        assert_ne!(a, env_hash("numpy==1", Path::new("/usr/bin/python3"), "3.12.0"));
         assert_eq!(a.len(), 16);
     }
 
@@ -420,10 +367,7 @@ mod tests {
     fn failing_package_is_named() {
         let req = "numpy==2.4.6\nscikit-learn==99.0\n";
         let out = "× No solution found when resolving dependencies:\n╰─▶ Because there is no version of scikit-learn==99.0 ...";
-        assert_eq!(
-            guilty_package(req, out).as_deref(),
-            Some("scikit-learn==99.0")
-        );
+        assert_eq!(guilty_package(req, out).as_deref(), Some("scikit-learn==99.0"));
         assert_eq!(guilty_package(req, "network down"), None);
     }
 

@@ -14,23 +14,13 @@ const BUILTIN: &[(&str, &str)] = &[("default", include_str!("../policies/default
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("reading policies from {dir}: {source}")]
-    ReadDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    ReadDir { dir: PathBuf, source: std::io::Error },
     #[error("{file}: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: key `{key}`: {problem}")]
-    Invalid {
-        file: String,
-        key: &'static str,
-        problem: String,
-    },
+    Invalid { file: String, key: &'static str, problem: String },
     #[error("{file}: policy names may use only a-z, 0-9, '-' and '_'")]
     BadName { file: String },
     #[error("no policy named `default` (looked in {0})")]
@@ -101,9 +91,7 @@ struct Tables {
 
 impl Default for Tables {
     fn default() -> Self {
-        Self {
-            allow: vec!["*".into()],
-        }
+        Self { allow: vec!["*".into()] }
     }
 }
 
@@ -124,8 +112,7 @@ impl TableAllow {
             TableAllow::Only(list) => {
                 let name = name.to_ascii_lowercase();
                 let last = name.rsplit('.').next().unwrap_or(&name);
-                list.iter()
-                    .any(|a| *a == name || (!a.contains('.') && a == last))
+                list.iter().any(|a| *a == name || (!a.contains('.') && a == last))
             }
         }
     }
@@ -202,11 +189,7 @@ impl Policy {
             }
             Some(m) => m,
         };
-        Ok(RequestLimits {
-            timeout_s,
-            memory_mb,
-            cpu_s: l.cpu_s,
-        })
+        Ok(RequestLimits { timeout_s, memory_mb, cpu_s: l.cpu_s })
     }
 }
 
@@ -228,10 +211,8 @@ impl Policies {
                 }
             }
             Some(dir) => {
-                let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::ReadDir {
-                    dir: dir.into(),
-                    source,
-                })?;
+                let entries = std::fs::read_dir(dir)
+                    .map_err(|source| PolicyError::ReadDir { dir: dir.into(), source })?;
                 let mut paths: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -239,16 +220,9 @@ impl Policies {
                 paths.sort();
                 for path in paths {
                     let file = path.display().to_string();
-                    let name = path
-                        .file_stem()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .to_string();
-                    let text =
-                        std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
-                            file: file.clone(),
-                            source,
-                        })?;
+                    let name = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|source| PolicyError::Read { file: file.clone(), source })?;
                     by_name.insert(name.clone(), parse(&name, &file, &text)?);
                 }
                 if !by_name.contains_key("default") {
@@ -274,9 +248,7 @@ impl Policies {
 
 fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
     if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     {
         return Err(PolicyError::BadName { file: file.into() });
     }
@@ -288,13 +260,7 @@ fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
     let tables = if pf.tables.allow.iter().any(|t| t == "*") {
         TableAllow::All
     } else {
-        TableAllow::Only(
-            pf.tables
-                .allow
-                .iter()
-                .map(|t| t.to_ascii_lowercase())
-                .collect(),
-        )
+        TableAllow::Only(pf.tables.allow.iter().map(|t| t.to_ascii_lowercase()).collect())
     };
     Ok(Policy {
         name: name.into(),
@@ -306,11 +272,7 @@ fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
 }
 
 fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
-    let bad = |key: &'static str, problem: String| PolicyError::Invalid {
-        file: file.into(),
-        key,
-        problem,
-    };
+    let bad = |key: &'static str, problem: String| PolicyError::Invalid { file: file.into(), key, problem };
     let l = &pf.limits;
     let positive_f = |key, v: f64| {
         if v > 0.0 && v.is_finite() {
@@ -325,19 +287,13 @@ fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
     if l.timeout_s > l.max_timeout_s {
         return Err(bad(
             "limits.timeout_s",
-            format!(
-                "{} is over limits.max_timeout_s ({})",
-                l.timeout_s, l.max_timeout_s
-            ),
+            format!("{} is over limits.max_timeout_s ({})", l.timeout_s, l.max_timeout_s),
         ));
     }
     if l.memory_mb > l.max_memory_mb {
         return Err(bad(
             "limits.memory_mb",
-            format!(
-                "{} is over limits.max_memory_mb ({})",
-                l.memory_mb, l.max_memory_mb
-            ),
+            format!("{} is over limits.max_memory_mb ({})", l.memory_mb, l.max_memory_mb),
         ));
     }
     let positive = [
@@ -358,24 +314,14 @@ fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
     if l.max_open_files < 16 {
         return Err(bad(
             "limits.max_open_files",
-            format!(
-                "{} is too few for Python to run; use at least 16",
-                l.max_open_files
-            ),
+            format!("{} is too few for Python to run; use at least 16", l.max_open_files),
         ));
     }
     if pf.tables.allow.is_empty() {
-        return Err(bad(
-            "tables.allow",
-            "is empty: list tables, or [\"*\"] for all".into(),
-        ));
+        return Err(bad("tables.allow", "is empty: list tables, or [\"*\"] for all".into()));
     }
-    if pf.environment.is_empty() || pf.environment.contains('/') || pf.environment.starts_with('.')
-    {
-        return Err(bad(
-            "environment",
-            format!("`{}` is not an environment name", pf.environment),
-        ));
+    if pf.environment.is_empty() || pf.environment.contains('/') || pf.environment.starts_with('.') {
+        return Err(bad("environment", format!("`{}` is not an environment name", pf.environment)));
     }
     Ok(())
 }
@@ -395,29 +341,18 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let e = parse("x", "policies/x.toml", "[limits]\ntimeout = 3\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("x", "policies/x.toml", "[limits]\ntimeout = 3\n").unwrap_err().to_string();
         assert!(e.starts_with("policies/x.toml:"), "{e}");
         assert!(e.contains("unknown field `timeout`"), "{e}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = parse("x", "p.toml", "[limits]\ntimeout_s = 200\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("key `limits.timeout_s`") && e.contains("max_timeout_s"),
-            "{e}"
-        );
-        let e = parse("x", "p.toml", "[limits]\nmax_rows = 0\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("x", "p.toml", "[limits]\ntimeout_s = 200\n").unwrap_err().to_string();
+        assert!(e.contains("key `limits.timeout_s`") && e.contains("max_timeout_s"), "{e}");
+        let e = parse("x", "p.toml", "[limits]\nmax_rows = 0\n").unwrap_err().to_string();
         assert!(e.contains("key `limits.max_rows`"), "{e}");
-        let e = parse("x", "p.toml", "[limits]\nmemory_mb = -1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("x", "p.toml", "[limits]\nmemory_mb = -1\n").unwrap_err().to_string();
         assert!(e.contains("p.toml") && e.contains("memory_mb"), "{e}");
         let e = parse("X Y", "p.toml", "").unwrap_err().to_string();
         assert!(e.contains("policy names"), "{e}");
@@ -428,21 +363,12 @@ mod tests {
         let p = Policies::load(None).unwrap();
         let d = p.get("default").unwrap();
         assert_eq!(d.request_limits(None, None).unwrap().timeout_s, 30.0);
-        assert_eq!(
-            d.request_limits(Some(2.5), Some(100)).unwrap().memory_mb,
-            100
-        );
+        assert_eq!(d.request_limits(Some(2.5), Some(100)).unwrap().memory_mb, 100);
         let e = d.request_limits(Some(121.0), None).unwrap_err();
         assert_eq!(e.field, "timeout");
         assert!(e.message.contains("120"));
-        assert_eq!(
-            d.request_limits(None, Some(5000)).unwrap_err().field,
-            "max_memory"
-        );
-        assert_eq!(
-            d.request_limits(Some(-1.0), None).unwrap_err().field,
-            "timeout"
-        );
+        assert_eq!(d.request_limits(None, Some(5000)).unwrap_err().field, "max_memory");
+        assert_eq!(d.request_limits(Some(-1.0), None).unwrap_err().field, "timeout");
     }
 
     #[test]

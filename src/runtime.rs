@@ -21,10 +21,7 @@ pub fn install(runtime_dir: &Path) -> std::io::Result<RuntimeFiles> {
     h.update(HARNESS);
     h.update(CDYLIB);
     let dir = runtime_dir.join(hex::encode(&h.finalize()[..8]));
-    let files = RuntimeFiles {
-        harness: dir.join("harness.py"),
-        cdylib: dir.join("libsluice_sandbox.so"),
-    };
+    let files = RuntimeFiles { harness: dir.join("harness.py"), cdylib: dir.join("libsluice_sandbox.so") };
     if files.harness.exists() && files.cdylib.exists() {
         return Ok(files);
     }

@@ -129,10 +129,7 @@ pub enum StartError {
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
 }
 
 pub struct App {
@@ -158,9 +155,7 @@ impl App {
         let built = tokio::task::spawn_blocking(move || {
             let mut e = Environments::new(data2);
             e.progress = progress;
-            envs.iter()
-                .map(|n| e.ensure(n, false))
-                .collect::<Result<Vec<_>, _>>()
+            envs.iter().map(|n| e.ensure(n, false)).collect::<Result<Vec<_>, _>>()
         })
         .await
         .expect("environment build panicked")?;
@@ -168,11 +163,7 @@ impl App {
         let url = match &cfg.database {
             Some(u) => u.clone(),
             None => {
-                let default_env = built
-                    .iter()
-                    .find(|e| e.name == "default")
-                    .unwrap_or(&built[0])
-                    .clone();
+                let default_env = built.iter().find(|e| e.name == "default").unwrap_or(&built[0]).clone();
                 let data3 = data.clone();
                 let path = tokio::task::spawn_blocking(move || demo::ensure(&data3, &default_env))
                     .await
@@ -198,11 +189,7 @@ impl App {
 
     /// Start every environment's zygote; the app is ready afterwards.
     pub async fn warm_up(&self) -> Result<(), StartError> {
-        let mut envs: Vec<&str> = self
-            .policies
-            .iter()
-            .map(|p| p.environment.as_str())
-            .collect();
+        let mut envs: Vec<&str> = self.policies.iter().map(|p| p.environment.as_str()).collect();
         envs.sort();
         envs.dedup();
         for env in envs {
@@ -234,22 +221,16 @@ impl App {
     pub async fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse, ServiceError> {
         let started = Instant::now();
         let policy_name = req.policy.clone().unwrap_or_else(|| "default".into());
-        let policy = self
-            .policies
-            .get(&policy_name)
-            .ok_or_else(|| ServiceError::BadRequest {
-                field: "policy".into(),
-                message: format!(
-                    "unknown policy `{policy_name}`; known policies: {}",
-                    self.policies.names().collect::<Vec<_>>().join(", ")
-                ),
-            })?;
+        let policy = self.policies.get(&policy_name).ok_or_else(|| ServiceError::BadRequest {
+            field: "policy".into(),
+            message: format!(
+                "unknown policy `{policy_name}`; known policies: {}",
+                self.policies.names().collect::<Vec<_>>().join(", ")
+            ),
+        })?;
         let limits = policy
             .request_limits(req.timeout, req.max_memory)
-            .map_err(|e| ServiceError::BadRequest {
-                field: e.field.into(),
-                message: e.message,
-            })?;
+            .map_err(|e| ServiceError::BadRequest { field: e.field.into(), message: e.message })?;
         let params = convert_params(&req.params)?;
         let entrypoint = req.entrypoint.clone().unwrap_or_else(|| "classify".into());
         if !code::is_identifier(&entrypoint) {
@@ -259,10 +240,7 @@ impl App {
             });
         }
         if req.sql_query.trim().is_empty() {
-            return Err(ServiceError::BadRequest {
-                field: "sql_query".into(),
-                message: "is empty".into(),
-            });
+            return Err(ServiceError::BadRequest { field: "sql_query".into(), message: "is empty".into() });
         }
         if !self.is_ready() {
             return Err(ServiceError::NotReady);
@@ -343,10 +321,7 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|source| StartError::Io {
-            what: format!("creating {}", path.display()),
-            source,
-        })
+        .map_err(|source| StartError::Io { what: format!("creating {}", path.display()), source })
 }
 
 fn convert_params(values: &[Value]) -> Result<Vec<Param>, ServiceError> {
@@ -365,7 +340,8 @@ fn convert_params(values: &[Value]) -> Result<Vec<Param>, ServiceError> {
                 Value::Array(_) | Value::Object(_) => {
                     return Err(ServiceError::BadRequest {
                         field: format!("params[{i}]"),
-                        message: "arrays and objects cannot be bound; pass a string, number, boolean or null".into(),
+                        message: "arrays and objects cannot be bound; pass a string, number, boolean or null"
+                            .into(),
                     });
                 }
             })
@@ -388,15 +364,8 @@ impl ExecuteResponse {
             stderr: String::new(),
             stdout_truncated: false,
             stderr_truncated: false,
-            timings_ms: Timings {
-                sql: None,
-                sandbox: None,
-                total: 0.0,
-            },
-            resources: Resources {
-                cpu_ms: None,
-                peak_memory_kb: None,
-            },
+            timings_ms: Timings { sql: None, sandbox: None, total: 0.0 },
+            resources: Resources { cpu_ms: None, peak_memory_kb: None },
             policy: policy.name.clone(),
             environment: policy.environment.clone(),
             exit_signal: None,
@@ -417,10 +386,9 @@ impl ExecuteResponse {
 
     fn set_sql_error(&mut self, e: SqlError) {
         let (status, detail) = match &e {
-            SqlError::Rejected(r) => (
-                Status::SqlRejected,
-                json!({"message": format!("query rejected: {r}"), "reason": r.0}),
-            ),
+            SqlError::Rejected(r) => {
+                (Status::SqlRejected, json!({"message": format!("query rejected: {r}"), "reason": r.0}))
+            }
             SqlError::Database { message } => (
                 Status::SqlError,
                 json!({"message": format!("the database refused the query: {message}"), "db_message": message}),
@@ -449,10 +417,7 @@ impl ExecuteResponse {
         self.stderr = o.stderr;
         self.stdout_truncated = o.stdout_truncated;
         self.stderr_truncated = o.stderr_truncated;
-        self.resources = Resources {
-            cpu_ms: Some(o.cpu_ms),
-            peak_memory_kb: Some(o.peak_memory_kb),
-        };
+        self.resources = Resources { cpu_ms: Some(o.cpu_ms), peak_memory_kb: Some(o.peak_memory_kb) };
         self.exit_signal = o.exit_signal;
         if o.status == Status::Success {
             let preds = o.predictions.unwrap_or_default();
@@ -462,10 +427,7 @@ impl ExecuteResponse {
             self.status = Status::Success;
             self.error = None;
         } else {
-            self.set_error(
-                o.status,
-                o.error.unwrap_or_else(|| json!({"message": "no detail"})),
-            );
+            self.set_error(o.status, o.error.unwrap_or_else(|| json!({"message": "no detail"})));
         }
     }
 }
@@ -500,11 +462,7 @@ impl Drop for Waiting<'_> {
 
 impl Admission {
     fn new(concurrency: usize, queue: usize) -> Self {
-        Self {
-            slots: Arc::new(Semaphore::new(concurrency)),
-            waiting: AtomicUsize::new(0),
-            queue,
-        }
+        Self { slots: Arc::new(Semaphore::new(concurrency)), waiting: AtomicUsize::new(0), queue }
     }
 
     async fn enter(&self) -> Result<OwnedSemaphorePermit, ServiceError> {
@@ -516,12 +474,7 @@ impl Admission {
         if before >= self.queue {
             return Err(ServiceError::QueueFull { waiting: before });
         }
-        Ok(self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed"))
+        Ok(self.slots.clone().acquire_owned().await.expect("semaphore never closed"))
     }
 }
 
@@ -531,14 +484,7 @@ mod tests {
 
     #[test]
     fn label_counts_use_json_text() {
-        let c = label_counts(&[
-            json!("a"),
-            json!(1),
-            json!(true),
-            json!(null),
-            json!(1),
-            json!(0.5),
-        ]);
+        let c = label_counts(&[json!("a"), json!(1), json!(true), json!(null), json!(1), json!(0.5)]);
         assert_eq!(c["a"], 1);
         assert_eq!(c["1"], 2);
         assert_eq!(c["true"], 1);
@@ -567,10 +513,7 @@ mod tests {
         while a.waiting.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
-        assert!(matches!(
-            a.enter().await,
-            Err(ServiceError::QueueFull { .. })
-        ));
+        assert!(matches!(a.enter().await, Err(ServiceError::QueueFull { .. })));
         drop(p);
         waiter.await.unwrap().unwrap();
         assert_eq!(a.waiting.load(Ordering::SeqCst), 0);

@@ -17,7 +17,8 @@ fn sluice() -> Command {
 }
 
 fn code_file(name: &str, code: &str) -> std::path::PathBuf {
-    let p = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.py", std::process::id()));
+    let p = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.py", std::process::id()));
     std::fs::write(&p, code).unwrap();
     p
 }
@@ -58,7 +59,8 @@ fn env_list_shows_the_built_default_environment() {
 
 #[test]
 fn a_bad_policy_stops_serve_naming_file_and_key() {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("badpol-{}", std::process::id()));
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("badpol-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("default.toml"), "[limits]\nmax_rows = 0\n").unwrap();
     let out = sluice().args(["serve", "--bind", "127.0.0.1:0", "--policies"]).arg(&dir).output().unwrap();
@@ -78,7 +80,11 @@ fn serve_prints_its_address_and_answers_the_readme_request() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("sluice listening on ").unwrap_or_else(|| panic!("first line: {line}")).to_string();
+    let base = line
+        .trim()
+        .strip_prefix("sluice listening on ")
+        .unwrap_or_else(|| panic!("first line: {line}"))
+        .to_string();
 
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let body = readme_request_body(&readme);
@@ -157,6 +163,7 @@ def classify(df):
         .env("PATH", "/usr/bin:/bin")
         .env("SLUICE_PYTHON", python)
         .env("UV_CACHE_DIR", "/tmp/sluice-nobody-uv-cache")
+        .envs(network_settings())
         .current_dir(&home)
         .output()
         .unwrap();
@@ -167,4 +174,18 @@ def classify(df):
     assert_ne!(v["predictions"][0], 0, "the child must not be root");
     assert_ne!(v["predictions"][1], "connected");
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// Proxy and certificate settings of the host, which an ordinary user's
+/// login would carry too.
+fn network_settings() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_uppercase();
+            k.starts_with("SSL_CERT")
+                || k.starts_with("PIP_")
+                || k.ends_with("_PROXY")
+                || k == "REQUESTS_CA_BUNDLE"
+        })
+        .collect()
 }

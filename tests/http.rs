@@ -34,14 +34,18 @@ async fn malformed_json_is_a_400_with_a_json_body() {
 
 #[tokio::test]
 async fn unknown_and_missing_fields_are_named() {
-    let (status, v) = execute(&shared().base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "tiemout": 3})).await;
+    let (status, v) =
+        execute(&shared().base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "tiemout": 3}))
+            .await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "tiemout");
     assert!(v["error"]["message"].as_str().unwrap().contains("timeout"), "lists the known fields: {v}");
     let (status, v) = execute(&shared().base, json!({"sql_query": "SELECT 1"})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "classifier_code");
-    let (status, v) = execute(&shared().base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "timeout": "soon"})).await;
+    let (status, v) =
+        execute(&shared().base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "timeout": "soon"}))
+            .await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "timeout");
 }
@@ -49,21 +53,27 @@ async fn unknown_and_missing_fields_are_named() {
 #[tokio::test]
 async fn limits_over_the_policy_maximum_are_a_400() {
     let base = &shared().base;
-    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "timeout": 121})).await;
+    let (status, v) =
+        execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "timeout": 121})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "timeout");
     assert!(v["error"]["message"].as_str().unwrap().contains("120"), "{v}");
-    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "max_memory": 999999})).await;
+    let (status, v) =
+        execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "max_memory": 999999})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "max_memory");
-    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "policy": "nope"})).await;
+    let (status, v) =
+        execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "policy": "nope"})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "policy");
     assert!(v["error"]["message"].as_str().unwrap().contains("default"), "{v}");
-    let (status, v) = execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "entrypoint": "os.system"})).await;
+    let (status, v) =
+        execute(base, json!({"sql_query": "SELECT 1", "classifier_code": CODE, "entrypoint": "os.system"}))
+            .await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "entrypoint");
-    let (status, v) = execute(base, json!({"sql_query": "SELECT ?", "classifier_code": CODE, "params": [{"a": 1}]})).await;
+    let (status, v) =
+        execute(base, json!({"sql_query": "SELECT ?", "classifier_code": CODE, "params": [{"a": 1}]})).await;
     assert_eq!(status, 400);
     assert_eq!(v["error"]["field"], "params[0]");
 }

@@ -19,15 +19,9 @@ async fn success_returns_labels_counts_and_columns() {
     assert_eq!(v["row_count"], 150);
     assert_eq!(v["predictions"].as_array().unwrap().len(), 150);
     let counts = v["label_counts"].as_object().unwrap();
-    assert_eq!(
-        counts["big"].as_u64().unwrap() + counts["small"].as_u64().unwrap(),
-        150
-    );
+    assert_eq!(counts["big"].as_u64().unwrap() + counts["small"].as_u64().unwrap(), 150);
     assert_eq!(v["columns"][0], json!({"name": "id", "type": "integer"}));
-    assert_eq!(
-        v["columns"][1],
-        json!({"name": "sepal_length", "type": "float"})
-    );
+    assert_eq!(v["columns"][1], json!({"name": "sepal_length", "type": "float"}));
     assert_eq!(v["columns"][5], json!({"name": "species", "type": "text"}));
     assert_eq!(v["policy"], "default");
     assert_eq!(v["environment"], "default");
@@ -39,42 +33,20 @@ async fn success_returns_labels_counts_and_columns() {
 
 #[tokio::test]
 async fn demo_tables_have_the_datasets_row_counts() {
-    for (table, rows, label) in [
-        ("iris", 150, "species"),
-        ("wine", 178, "target_name"),
-        ("breast_cancer", 569, "target_name"),
-    ] {
-        let v = run(
-            &format!("SELECT * FROM {table}"),
-            &format!("def classify(df):\n    return df['{label}']\n"),
-        )
-        .await;
+    for (table, rows, label) in
+        [("iris", 150, "species"), ("wine", 178, "target_name"), ("breast_cancer", 569, "target_name")]
+    {
+        let v =
+            run(&format!("SELECT * FROM {table}"), &format!("def classify(df):\n    return df['{label}']\n"))
+                .await;
         assert_status(&v, "success");
         assert_eq!(v["row_count"], rows, "{table}");
     }
-    let v = run(
-        "SELECT * FROM iris",
-        "def classify(df):\n    return df['species']\n",
-    )
-    .await;
-    assert_eq!(
-        v["label_counts"],
-        json!({"setosa": 50, "versicolor": 50, "virginica": 50})
-    );
-    let v = run(
-        "SELECT * FROM wine",
-        "def classify(df):\n    return df['target_name']\n",
-    )
-    .await;
-    assert_eq!(
-        v["label_counts"],
-        json!({"class_0": 59, "class_1": 71, "class_2": 48})
-    );
-    let v = run(
-        "SELECT * FROM breast_cancer",
-        "def classify(df):\n    return df['target_name']\n",
-    )
-    .await;
+    let v = run("SELECT * FROM iris", "def classify(df):\n    return df['species']\n").await;
+    assert_eq!(v["label_counts"], json!({"setosa": 50, "versicolor": 50, "virginica": 50}));
+    let v = run("SELECT * FROM wine", "def classify(df):\n    return df['target_name']\n").await;
+    assert_eq!(v["label_counts"], json!({"class_0": 59, "class_1": 71, "class_2": 48}));
+    let v = run("SELECT * FROM breast_cancer", "def classify(df):\n    return df['target_name']\n").await;
     assert_eq!(v["label_counts"], json!({"benign": 357, "malignant": 212}));
 }
 
@@ -89,16 +61,9 @@ async fn scores_dict_and_numpy_and_label_types() {
     assert_eq!(v["predictions"], json!([1, 2, 2]));
     assert_eq!(v["scores"], json!([0.5, 0.25, 1.0]));
     assert_eq!(v["label_counts"], json!({"1": 1, "2": 2}));
-    let v = run(
-        "SELECT * FROM iris LIMIT 4",
-        "def classify(df):\n    return (True, None, 1.5, 'x')\n",
-    )
-    .await;
+    let v = run("SELECT * FROM iris LIMIT 4", "def classify(df):\n    return (True, None, 1.5, 'x')\n").await;
     assert_status(&v, "success");
-    assert_eq!(
-        v["label_counts"],
-        json!({"true": 1, "null": 1, "1.5": 1, "x": 1})
-    );
+    assert_eq!(v["label_counts"], json!({"true": 1, "null": 1, "1.5": 1, "x": 1}));
 }
 
 #[tokio::test]
@@ -121,10 +86,7 @@ async fn sql_rejected_for_writes_stacking_and_denied_functions() {
         ("PRAGMA writable_schema = 1", "PRAGMA"),
         ("ATTACH DATABASE '/tmp/x.db' AS x", "ATTACH"),
         ("SELECT load_extension('x')", "load_extension"),
-        (
-            "SELECT * FROM pragma_table_info('iris')",
-            "pragma_table_info",
-        ),
+        ("SELECT * FROM pragma_table_info('iris')", "pragma_table_info"),
         ("SELEC * FROM iris", "does not parse"),
     ] {
         let v = run(sql, "def classify(df):\n    return [0] * len(df)\n").await;
@@ -145,10 +107,7 @@ async fn sql_rejected_for_tables_outside_the_allow_list() {
     .await;
     assert_status(&v, "sql_rejected");
     let reason = v["error"]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("`wine`") && reason.contains("iris"),
-        "{reason}"
-    );
+    assert!(reason.contains("`wine`") && reason.contains("iris"), "{reason}");
     // A CTE name is not a table; a CTE body still may not read other tables.
     let ok = run_with(json!({
         "sql_query": "WITH wine AS (SELECT * FROM iris LIMIT 2) SELECT * FROM wine",
@@ -168,19 +127,9 @@ async fn sql_rejected_for_tables_outside_the_allow_list() {
 
 #[tokio::test]
 async fn sql_error_carries_the_database_message() {
-    let v = run(
-        "SELECT no_such_column FROM iris",
-        "def classify(df):\n    return [0] * len(df)\n",
-    )
-    .await;
+    let v = run("SELECT no_such_column FROM iris", "def classify(df):\n    return [0] * len(df)\n").await;
     assert_status(&v, "sql_error");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no_such_column"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("no_such_column"), "{v}");
 }
 
 #[tokio::test]
@@ -193,10 +142,7 @@ async fn sql_timeout_interrupts_a_runaway_query() {
     .await;
     assert_status(&v, "sql_timeout");
     let sql_ms = v["timings_ms"]["sql"].as_f64().unwrap();
-    assert!(
-        sql_ms < 5000.0,
-        "took {sql_ms} ms for a 1 s statement timeout"
-    );
+    assert!(sql_ms < 5000.0, "took {sql_ms} ms for a 1 s statement timeout");
 }
 
 #[tokio::test]
@@ -261,17 +207,10 @@ async fn runtime_error_has_type_line_and_user_frames_only() {
     assert_eq!(v["error"]["line"], 4);
     let tb = v["error"]["traceback"].as_str().unwrap();
     assert!(tb.contains("line 7") && tb.contains("line 4"), "{tb}");
-    assert!(
-        !tb.contains("harness.py") && !tb.contains("site-packages"),
-        "{tb}"
-    );
+    assert!(!tb.contains("harness.py") && !tb.contains("site-packages"), "{tb}");
     assert!(tb.contains("return df['no_such_column']"), "{tb}");
     // Errors at module level count too.
-    let v = run(
-        IRIS,
-        "x = 1 / 0\ndef classify(df):\n    return [0] * len(df)\n",
-    )
-    .await;
+    let v = run(IRIS, "x = 1 / 0\ndef classify(df):\n    return [0] * len(df)\n").await;
     assert_status(&v, "runtime_error");
     assert_eq!(v["error"]["type"], "ZeroDivisionError");
     assert_eq!(v["error"]["line"], 1);
@@ -280,17 +219,11 @@ async fn runtime_error_has_type_line_and_user_frames_only() {
 #[tokio::test]
 async fn invalid_output_explains_the_contract() {
     for (code, needle) in [
-        (
-            "def classify(df):\n    return [1, 2]\n",
-            "2 items but the query returned 150 rows",
-        ),
+        ("def classify(df):\n    return [1, 2]\n", "2 items but the query returned 150 rows"),
         ("def classify(df):\n    return df\n", "DataFrame"),
         ("def classify(df):\n    pass\n", "forget to `return`"),
         ("def classify(df):\n    return 'x'\n", "str"),
-        (
-            "def classify(df):\n    return [[1]] * len(df)\n",
-            "labels must be",
-        ),
+        ("def classify(df):\n    return [[1]] * len(df)\n", "labels must be"),
         (
             "def classify(df):\n    return {'labels': [0] * len(df), 'scores': ['a'] * len(df)}\n",
             "scores must be numbers",
@@ -317,10 +250,7 @@ async fn timeout_kills_at_the_wall_clock_limit() {
     assert_eq!(v["error"]["kind"], "wall_clock");
     assert_eq!(v["error"]["limit_s"], 1.0);
     let sandbox_ms = v["timings_ms"]["sandbox"].as_f64().unwrap();
-    assert!(
-        (1000.0..2000.0).contains(&sandbox_ms),
-        "killed after {sandbox_ms} ms for a 1 s limit"
-    );
+    assert!((1000.0..2000.0).contains(&sandbox_ms), "killed after {sandbox_ms} ms for a 1 s limit");
     // A sleeping child is killed too (it uses no CPU).
     let v = run_with(json!({
         "sql_query": "SELECT * FROM iris LIMIT 1",
@@ -429,7 +359,11 @@ def classify(df):
 #[tokio::test]
 async fn nullable_integers_stay_integers() {
     let code = "def classify(df):\n    return [str(df['maybe'].dtype), str(df['f'].dtype), str(df['t'].dtype)] + [None] * (len(df) - 3)\n";
-    let v = run("SELECT CASE WHEN id % 2 = 0 THEN id END AS maybe, sepal_length AS f, species AS t FROM iris", code).await;
+    let v = run(
+        "SELECT CASE WHEN id % 2 = 0 THEN id END AS maybe, sepal_length AS f, species AS t FROM iris",
+        code,
+    )
+    .await;
     assert_status(&v, "success");
     let p = v["predictions"].as_array().unwrap();
     assert_eq!(p[0], "Int64");

@@ -48,14 +48,7 @@ pub extern "C" fn sluice_set_rlimits(
     fsize_bytes: u64,
     core_bytes: u64,
 ) -> i32 {
-    let l = limits::Limits {
-        cpu_s,
-        address_space_bytes,
-        nproc,
-        nofile,
-        fsize_bytes,
-        core_bytes,
-    };
+    let l = limits::Limits { cpu_s, address_space_bytes, nproc, nofile, fsize_bytes, core_bytes };
     errno_result(limits::apply(&l))
 }
 

@@ -58,21 +58,13 @@ mod tests {
     // harmless; the limits it checks are the ones `apply` just set.
     #[test]
     fn applied_limits_are_in_force_and_cannot_be_raised() {
-        let l = Limits {
-            nofile: 64,
-            fsize_bytes: 1 << 20,
-            ..Default::default()
-        };
+        let l = Limits { nofile: 64, fsize_bytes: 1 << 20, ..Default::default() };
         apply(&l).expect("apply");
         assert_eq!(Resource::NOFILE.get().unwrap(), (64, 64));
         assert_eq!(Resource::FSIZE.get().unwrap(), (1 << 20, 1 << 20));
         assert_eq!(Resource::CORE.get().unwrap(), (0, 0));
         // The hard limit is clamped to what we have: asking for more keeps 64.
-        apply(&Limits {
-            nofile: 4096,
-            ..Default::default()
-        })
-        .expect("apply");
+        apply(&Limits { nofile: 4096, ..Default::default() }).expect("apply");
         assert_eq!(Resource::NOFILE.get().unwrap(), (64, 64));
     }
 }

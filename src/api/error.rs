@@ -9,38 +9,22 @@ use crate::service::ServiceError;
 
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest {
-        field: Option<String>,
-        message: String,
-    },
-    PayloadTooLarge {
-        limit: usize,
-    },
-    NotFound {
-        path: String,
-    },
+    BadRequest { field: Option<String>, message: String },
+    PayloadTooLarge { limit: usize },
+    NotFound { path: String },
     MethodNotAllowed,
-    QueueFull {
-        message: String,
-    },
-    NotReady {
-        message: String,
-    },
+    QueueFull { message: String },
+    NotReady { message: String },
 }
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::BadRequest { field, message } => ApiError::BadRequest {
-                field: Some(field),
-                message,
-            },
-            e @ ServiceError::QueueFull { .. } => ApiError::QueueFull {
-                message: e.to_string(),
-            },
-            e @ ServiceError::NotReady => ApiError::NotReady {
-                message: e.to_string(),
-            },
+            ServiceError::BadRequest { field, message } => {
+                ApiError::BadRequest { field: Some(field), message }
+            }
+            e @ ServiceError::QueueFull { .. } => ApiError::QueueFull { message: e.to_string() },
+            e @ ServiceError::NotReady => ApiError::NotReady { message: e.to_string() },
         }
     }
 }
@@ -75,24 +59,16 @@ impl IntoResponse for ApiError {
                 "this endpoint does not take that method".into(),
                 None,
             ),
-            ApiError::QueueFull { message } => {
-                (StatusCode::TOO_MANY_REQUESTS, "queue_full", message, None)
-            }
-            ApiError::NotReady { message } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "not_ready", message, None)
-            }
+            ApiError::QueueFull { message } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", message, None),
+            ApiError::NotReady { message } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", message, None),
         };
         let mut body = json!({"error": {"code": code, "message": message}});
         if let Some(f) = field {
             body["error"]["field"] = json!(f);
         }
         let mut resp = (status, axum::Json(body)).into_response();
-        if matches!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

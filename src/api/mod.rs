@@ -38,18 +38,12 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-        _ => ApiError::BadRequest {
-            field: None,
-            message: format!("could not read the body: {e}"),
-        },
+        _ => ApiError::BadRequest { field: None, message: format!("could not read the body: {e}") },
     })?;
     let req: ExecuteRequest = parse_json(&body)?;
     let resp = app.execute(req).await?;
-    let code = if resp.status == Status::InternalError {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    };
+    let code =
+        if resp.status == Status::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
     Ok((code, axum::Json(resp)).into_response())
 }
 
@@ -81,18 +75,12 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     let (ready, body) = app.readiness().await;
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, axum::Json(body))
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound {
-        path: uri.path().to_string(),
-    }
+    ApiError::NotFound { path: uri.path().to_string() }
 }
 
 async fn method_not_allowed() -> ApiError {

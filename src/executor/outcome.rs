@@ -29,7 +29,7 @@ pub struct Outcome {
 
 /// The frame the harness writes (sandbox/python/harness.py `run_child`).
 #[derive(Deserialize)]
-struct ChildResult {
+pub struct ChildResult {
     status: String,
     #[serde(default)]
     error: Option<Value>,
@@ -45,14 +45,50 @@ struct ChildResult {
     stdout_truncated: bool,
     #[serde(default)]
     stderr_truncated: bool,
+    /// The child's own CPU time and peak RSS, measured just before it wrote
+    /// the frame; present whenever the harness finished normally.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
-pub fn classify(
-    limits: &ChildLimits,
-    row_count: usize,
-    exit: Exit,
-    result: Option<Vec<u8>>,
-) -> Outcome {
+#[derive(Deserialize, Clone, Copy)]
+pub struct Usage {
+    pub cpu_ms: u64,
+    pub maxrss_kb: u64,
+}
+
+/// What came out of the result pipe.
+pub enum Frame {
+    /// More than the cap: the output limit decides.
+    TooBig,
+    /// Nothing, or not a complete frame: the process ending decides.
+    Missing,
+    Complete(Box<ChildResult>),
+}
+
+impl Frame {
+    pub fn parse(bytes: Option<Vec<u8>>) -> Frame {
+        match bytes {
+            None => Frame::TooBig,
+            Some(b) if b.is_empty() => Frame::Missing,
+            Some(b) => match serde_json::from_slice::<ChildResult>(&b) {
+                Ok(r) => Frame::Complete(Box::new(r)),
+                Err(_) => Frame::Missing,
+            },
+        }
+    }
+
+    /// A complete frame with the child's own usage: the request's outcome
+    /// is known without waiting for the process to finish exiting.
+    pub fn self_sufficient(&self) -> Option<Usage> {
+        match self {
+            Frame::Complete(r) => r.usage,
+            _ => None,
+        }
+    }
+}
+
+pub fn classify(limits: &ChildLimits, row_count: usize, exit: Exit, frame: Frame) -> Outcome {
     let mut o = Outcome {
         status: Status::InternalError,
         error: None,
@@ -69,18 +105,17 @@ pub fn classify(
     };
 
     // A result that is too big never parses: the limit decides.
-    let Some(bytes) = result else {
-        o.status = Status::OutputLimit;
-        o.error = Some(json!({
-            "message": format!("the child wrote more than the result limit of {} bytes", limits.output_bytes),
-            "limit_bytes": limits.output_bytes,
-        }));
-        return o;
-    };
-    let parsed: Option<ChildResult> = if bytes.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&bytes).ok()
+    let parsed = match frame {
+        Frame::TooBig => {
+            o.status = Status::OutputLimit;
+            o.error = Some(json!({
+                "message": format!("the child wrote more than the result limit of {} bytes", limits.output_bytes),
+                "limit_bytes": limits.output_bytes,
+            }));
+            return o;
+        }
+        Frame::Missing => None,
+        Frame::Complete(r) => Some(*r),
     };
 
     // Killed by us at the wall-clock limit, whatever it wrote.
@@ -138,9 +173,8 @@ pub fn classify(
                 }
                 None => {
                     o.status = Status::InternalError;
-                    o.error = Some(
-                        json!({ "message": format!("unknown status `{}` from the harness", r.status) }),
-                    );
+                    o.error =
+                        Some(json!({ "message": format!("unknown status `{}` from the harness", r.status) }));
                 }
             }
         }
@@ -253,50 +287,35 @@ mod tests {
         }
     }
 
+    fn frame(bytes: &[u8]) -> Frame {
+        Frame::parse(Some(bytes.to_vec()))
+    }
+
     #[test]
     fn endings_map_to_one_status_each() {
         let l = limits();
-        let ok = br#"{"status":"success","predictions":["a","b"],"scores":null}"#.to_vec();
-        assert_eq!(
-            classify(&l, 2, exit(None, 1, None), Some(ok.clone())).status,
-            Status::Success
-        );
-        assert_eq!(
-            classify(&l, 3, exit(None, 1, None), Some(ok)).status,
-            Status::InternalError
-        );
-        assert_eq!(
-            classify(&l, 2, exit(Some(9), 1, Some("wall_clock")), Some(vec![])).status,
-            Status::Timeout
-        );
-        assert_eq!(
-            classify(&l, 2, exit(Some(24), 4000, None), Some(vec![])).status,
-            Status::Timeout
-        );
-        assert_eq!(
-            classify(&l, 2, exit(Some(9), 10, None), Some(vec![])).status,
-            Status::MemoryLimit
-        );
-        let seg = classify(&l, 2, exit(Some(11), 10, None), Some(vec![]));
+        let ok: &[u8] = br#"{"status":"success","predictions":["a","b"],"scores":null}"#;
+        let status = |rows, e, f| classify(&l, rows, e, f).status;
+        assert_eq!(status(2, exit(None, 1, None), frame(ok)), Status::Success);
+        assert_eq!(status(3, exit(None, 1, None), frame(ok)), Status::InternalError);
+        assert_eq!(status(2, exit(Some(9), 1, Some("wall_clock")), frame(b"")), Status::Timeout);
+        assert_eq!(status(2, exit(Some(24), 4000, None), frame(b"")), Status::Timeout);
+        assert_eq!(status(2, exit(Some(9), 10, None), frame(b"")), Status::MemoryLimit);
+        let seg = classify(&l, 2, exit(Some(11), 10, None), frame(b"{\"status\":"));
         assert_eq!(seg.status, Status::RuntimeError);
-        assert!(
-            seg.error.unwrap()["message"]
-                .as_str()
-                .unwrap()
-                .contains("SIGSEGV")
-        );
-        assert_eq!(
-            classify(&l, 2, exit(None, 1, None), Some(vec![])).status,
-            Status::InternalError
-        );
-        assert_eq!(
-            classify(&l, 2, exit(None, 1, None), None).status,
-            Status::OutputLimit
-        );
-        let forged = br#"{"status":"sql_error"}"#.to_vec();
-        assert_eq!(
-            classify(&l, 2, exit(None, 1, None), Some(forged)).status,
-            Status::InternalError
-        );
+        assert!(seg.error.unwrap()["message"].as_str().unwrap().contains("SIGSEGV"));
+        assert_eq!(status(2, exit(None, 1, None), frame(b"")), Status::InternalError);
+        assert_eq!(status(2, exit(None, 1, None), Frame::parse(None)), Status::OutputLimit);
+        let forged: &[u8] = br#"{"status":"sql_error"}"#;
+        assert_eq!(status(2, exit(None, 1, None), frame(forged)), Status::InternalError);
+    }
+
+    #[test]
+    fn a_complete_frame_with_usage_needs_no_exit_report() {
+        let with_usage =
+            frame(br#"{"status":"success","predictions":[1],"usage":{"cpu_ms":3,"maxrss_kb":9}}"#);
+        assert_eq!(with_usage.self_sufficient().map(|u| (u.cpu_ms, u.maxrss_kb)), Some((3, 9)));
+        assert!(frame(b"").self_sufficient().is_none());
+        assert!(frame(br#"{"status":"success"}"#).self_sufficient().is_none());
     }
 }

@@ -109,10 +109,8 @@ pub struct Zygote {
 impl Zygote {
     /// Start the environment's zygote and wait until its imports are done.
     pub async fn start(env: &Environment, files: &RuntimeFiles) -> Result<Zygote, ExecError> {
-        let (ours, theirs) =
-            StdDatagram::pair().map_err(|e| ExecError::Start(format!("socketpair: {e}")))?;
-        ours.set_nonblocking(true)
-            .map_err(|e| ExecError::Start(e.to_string()))?;
+        let (ours, theirs) = StdDatagram::pair().map_err(|e| ExecError::Start(format!("socketpair: {e}")))?;
+        ours.set_nonblocking(true).map_err(|e| ExecError::Start(e.to_string()))?;
 
         let mut cmd = tokio::process::Command::new(&env.python);
         cmd.arg("-I")
@@ -129,36 +127,24 @@ impl Zygote {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| ExecError::Start(format!("spawning {}: {e}", env.python.display())))?;
+        let mut child =
+            cmd.spawn().map_err(|e| ExecError::Start(format!("spawning {}: {e}", env.python.display())))?;
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_log(stderr));
         }
 
-        let ctl =
-            Arc::new(UnixDatagram::from_std(ours).map_err(|e| ExecError::Start(e.to_string()))?);
-        let ready = tokio::time::timeout(READY_TIMEOUT, recv_event(&ctl))
-            .await
-            .map_err(|_| {
-                ExecError::Start(format!(
-                    "the zygote did not get ready within {READY_TIMEOUT:?}"
-                ))
-            })?;
+        let ctl = Arc::new(UnixDatagram::from_std(ours).map_err(|e| ExecError::Start(e.to_string()))?);
+        let ready = tokio::time::timeout(READY_TIMEOUT, recv_event(&ctl)).await.map_err(|_| {
+            ExecError::Start(format!("the zygote did not get ready within {READY_TIMEOUT:?}"))
+        })?;
         let ready = match ready {
             Some(Wire::Ready(r)) => r,
             Some(Wire::Failed { message }) => return Err(ExecError::Start(message)),
             Some(_) => {
-                return Err(ExecError::Start(
-                    "unexpected first message from the zygote".into(),
-                ));
+                return Err(ExecError::Start("unexpected first message from the zygote".into()));
             }
             None => {
-                let status = child
-                    .wait()
-                    .await
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
+                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
                 return Err(ExecError::Start(format!(
                     "the zygote exited during start-up ({status}); see the log above"
                 )));
@@ -171,20 +157,8 @@ impl Zygote {
         // handle does. Whichever notices first fails the in-flight requests.
         let reader = tokio::spawn(read_events(ctl.clone(), pending.clone()));
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(watch(
-            child,
-            kill_rx,
-            reader,
-            pending.clone(),
-            alive.clone(),
-        ));
-        Ok(Zygote {
-            ready,
-            ctl,
-            pending,
-            alive,
-            kill: std::sync::Mutex::new(Some(kill_tx)),
-        })
+        tokio::spawn(watch(child, kill_rx, reader, pending.clone(), alive.clone()));
+        Ok(Zygote { ready, ctl, pending, alive, kill: std::sync::Mutex::new(Some(kill_tx)) })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -303,10 +277,7 @@ async fn read_events(ctl: Arc<UnixDatagram>, pending: Pending) {
         let (id, ev, done) = match w {
             Wire::Started { id, pid } => (id, Event::Started { pid }, false),
             Wire::Exited { id, exit } => (id, Event::Exited(exit), true),
-            Wire::Error {
-                id: Some(id),
-                message,
-            } => (id, Event::Error(message), true),
+            Wire::Error { id: Some(id), message } => (id, Event::Error(message), true),
             Wire::Error { id: None, message } => {
                 tracing::error!("zygote: {message}");
                 continue;
@@ -345,9 +316,7 @@ async fn watch(
     tokio::time::sleep(Duration::from_millis(50)).await;
     reader.abort();
     if !status.contains("killed by the server") {
-        tracing::error!(
-            "the zygote exited ({status}); in-flight requests fail and it restarts on next use"
-        );
+        tracing::error!("the zygote exited ({status}); in-flight requests fail and it restarts on next use");
     }
     for (_, tx) in pending.lock().unwrap().drain() {
         let _ = tx.send(Event::Gone);

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-};
+use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema};
@@ -194,10 +192,7 @@ pub fn encode(columns: &[ColumnData], row_count: usize) -> Result<Rows, arrow_sc
         let kind = column_kind(c);
         fields.push(Field::new(&c.name, arrow_type(kind), true));
         arrays.push(build_array(kind, &c.cells));
-        infos.push(ColumnInfo {
-            name: c.name.clone(),
-            type_name: kind.name(),
-        });
+        infos.push(ColumnInfo { name: c.name.clone(), type_name: kind.name() });
     }
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new_with_options(
@@ -211,11 +206,7 @@ pub fn encode(columns: &[ColumnData], row_count: usize) -> Result<Rows, arrow_sc
         w.write(&batch)?;
         w.finish()?;
     }
-    Ok(Rows {
-        columns: infos,
-        row_count,
-        arrow_ipc: buf,
-    })
+    Ok(Rows { columns: infos, row_count, arrow_ipc: buf })
 }
 
 #[cfg(test)]
@@ -223,36 +214,17 @@ mod tests {
     use super::*;
 
     fn col(declared: &str, cells: Vec<Cell>) -> ColumnData {
-        ColumnData {
-            name: "c".into(),
-            declared: declared.into(),
-            cells,
-        }
+        ColumnData { name: "c".into(), declared: declared.into(), cells }
     }
 
     #[test]
     fn kinds_follow_values_then_declaration() {
-        assert_eq!(
-            column_kind(&col("INTEGER", vec![Cell::Int(1), Cell::Null])),
-            Kind::Integer
-        );
-        assert_eq!(
-            column_kind(&col("", vec![Cell::Int(1), Cell::Real(0.5)])),
-            Kind::Float
-        );
-        assert_eq!(
-            column_kind(&col("BOOLEAN", vec![Cell::Int(1), Cell::Int(0)])),
-            Kind::Boolean
-        );
-        assert_eq!(
-            column_kind(&col("BOOLEAN", vec![Cell::Int(2)])),
-            Kind::Integer
-        );
+        assert_eq!(column_kind(&col("INTEGER", vec![Cell::Int(1), Cell::Null])), Kind::Integer);
+        assert_eq!(column_kind(&col("", vec![Cell::Int(1), Cell::Real(0.5)])), Kind::Float);
+        assert_eq!(column_kind(&col("BOOLEAN", vec![Cell::Int(1), Cell::Int(0)])), Kind::Boolean);
+        assert_eq!(column_kind(&col("BOOLEAN", vec![Cell::Int(2)])), Kind::Integer);
         assert_eq!(column_kind(&col("REAL", vec![Cell::Null])), Kind::Float);
-        assert_eq!(
-            column_kind(&col("", vec![Cell::Int(1), Cell::Text("a".into())])),
-            Kind::Text
-        );
+        assert_eq!(column_kind(&col("", vec![Cell::Int(1), Cell::Text("a".into())])), Kind::Text);
         assert_eq!(column_kind(&col("BLOB", vec![])), Kind::Bytes);
     }
 
@@ -269,17 +241,10 @@ mod tests {
         let rows = encode(&cols, 2).unwrap();
         assert_eq!(rows.row_count, 2);
         let reader =
-            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows.arrow_ipc), None)
-                .unwrap();
+            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows.arrow_ipc), None).unwrap();
         let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(batches[0].num_rows(), 2);
         assert_eq!(batches[0].column(0).null_count(), 1);
-        assert_eq!(
-            rows.columns[1],
-            ColumnInfo {
-                name: "t".into(),
-                type_name: "text"
-            }
-        );
+        assert_eq!(rows.columns[1], ColumnInfo { name: "t".into(), type_name: "text" });
     }
 }

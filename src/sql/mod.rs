@@ -58,15 +58,11 @@ pub enum DataSource {
 impl DataSource {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
         if url.starts_with("sqlite:") {
-            return Ok(Self::Sqlite(
-                sqlite::SqliteSource::connect(url, max_connections).await?,
-            ));
+            return Ok(Self::Sqlite(sqlite::SqliteSource::connect(url, max_connections).await?));
         }
         Err(SqlError::Connect {
             url: redact(url),
-            message:
-                "unsupported database URL; use sqlite://PATH (PostgreSQL and MySQL are coming)"
-                    .into(),
+            message: "unsupported database URL; use sqlite://PATH (PostgreSQL and MySQL are coming)".into(),
         })
     }
 
@@ -123,10 +119,7 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 }

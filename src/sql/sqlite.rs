@@ -21,10 +21,7 @@ pub struct SqliteSource {
 
 impl SqliteSource {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
-        let connect_err = |e: sqlx::Error| SqlError::Connect {
-            url: url.into(),
-            message: e.to_string(),
-        };
+        let connect_err = |e: sqlx::Error| SqlError::Connect { url: url.into(), message: e.to_string() };
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(connect_err)?
             .read_only(true)
@@ -35,10 +32,7 @@ impl SqliteSource {
             .connect_with(opts)
             .await
             .map_err(connect_err)?;
-        Ok(Self {
-            pool,
-            url: url.into(),
-        })
+        Ok(Self { pool, url: url.into() })
     }
 
     pub fn describe(&self) -> String {
@@ -49,12 +43,7 @@ impl SqliteSource {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    pub async fn fetch(
-        &self,
-        sql: &str,
-        params: &[Param],
-        limits: FetchLimits,
-    ) -> Result<Rows, SqlError> {
+    pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         let deadline = Instant::now() + limits.timeout;
         let timed_out = Arc::new(AtomicBool::new(false));
@@ -76,9 +65,9 @@ impl SqliteSource {
             handle.remove_progress_handler();
         }
         match result {
-            Err(_) if timed_out.load(Ordering::Relaxed) => Err(SqlError::Timeout {
-                seconds: limits.timeout.as_secs_f64(),
-            }),
+            Err(_) if timed_out.load(Ordering::Relaxed) => {
+                Err(SqlError::Timeout { seconds: limits.timeout.as_secs_f64() })
+            }
             other => other,
         }
     }
@@ -94,10 +83,7 @@ async fn run(
     // no row comes back.
     // The text is the caller's by design: it passed the AST check, runs on
     // a read-only connection, and values travel as bind parameters.
-    let stmt = conn
-        .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-        .await
-        .map_err(db_error)?;
+    let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
     let mut columns: Vec<ColumnData> = stmt
         .columns()
         .iter()
@@ -122,9 +108,7 @@ async fn run(
     let mut n: u64 = 0;
     while let Some(row) = stream.try_next().await.map_err(db_error)? {
         if n == limits.max_rows {
-            return Err(SqlError::RowLimit {
-                limit: limits.max_rows,
-            });
+            return Err(SqlError::RowLimit { limit: limits.max_rows });
         }
         n += 1;
         push_row(&row, &mut columns)?;
@@ -141,9 +125,7 @@ fn push_row(row: &SqliteRow, columns: &mut [ColumnData]) -> Result<(), SqlError>
         } else {
             // The value's own storage class, not the declared type.
             match raw.type_info().name() {
-                "INTEGER" | "BOOLEAN" => {
-                    Cell::Int(row.try_get_unchecked::<i64, _>(i).map_err(db_error)?)
-                }
+                "INTEGER" | "BOOLEAN" => Cell::Int(row.try_get_unchecked::<i64, _>(i).map_err(db_error)?),
                 "REAL" => Cell::Real(row.try_get_unchecked::<f64, _>(i).map_err(db_error)?),
                 "BLOB" => Cell::Blob(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(db_error)?),
                 _ => Cell::Text(row.try_get_unchecked::<String, _>(i).map_err(db_error)?),

@@ -25,26 +25,16 @@ pub struct Rejection(pub String);
 /// files, load code, or exist to stall the server.
 fn denied_functions(d: Dialect) -> &'static [&'static str] {
     match d {
-        Dialect::Sqlite => &[
-            "load_extension",
-            "readfile",
-            "writefile",
-            "edit",
-            "fts3_tokenizer",
-            "sqlite_dbpage",
-            "zipfile",
-        ],
+        Dialect::Sqlite => {
+            &["load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "sqlite_dbpage", "zipfile"]
+        }
     }
 }
 
 const ALLOWED: &str = "one SELECT (WITH, VALUES and UNION/INTERSECT/EXCEPT are fine)";
 
 /// Check `sql` and return the tables it reads (as written, lower-cased).
-pub fn validate(
-    sql: &str,
-    dialect: Dialect,
-    tables: &TableAllow,
-) -> Result<Vec<String>, Rejection> {
+pub fn validate(sql: &str, dialect: Dialect, tables: &TableAllow) -> Result<Vec<String>, Rejection> {
     let statements = match dialect {
         Dialect::Sqlite => parse(&SQLiteDialect {}, sql)?,
     };
@@ -64,13 +54,7 @@ pub fn validate(
             statement_keyword(stmt)
         )));
     };
-    let mut checker = Checker {
-        dialect,
-        tables,
-        scopes: Vec::new(),
-        read: Vec::new(),
-        depth: 0,
-    };
+    let mut checker = Checker { dialect, tables, scopes: Vec::new(), read: Vec::new(), depth: 0 };
     match query.visit(&mut checker) {
         ControlFlow::Break(r) => Err(r),
         ControlFlow::Continue(()) => {
@@ -82,16 +66,10 @@ pub fn validate(
     }
 }
 
-fn parse(
-    dialect: &dyn sqlparser::dialect::Dialect,
-    sql: &str,
-) -> Result<Vec<Statement>, Rejection> {
+fn parse(dialect: &dyn sqlparser::dialect::Dialect, sql: &str) -> Result<Vec<Statement>, Rejection> {
     Parser::parse_sql(dialect, sql).map_err(|e| {
         let msg = e.to_string();
-        let msg = msg
-            .strip_prefix("sql parser error: ")
-            .unwrap_or(&msg)
-            .to_string();
+        let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string();
         Rejection(format!("the query does not parse: {msg}"))
     })
 }
@@ -101,12 +79,7 @@ fn statement_keyword(stmt: &Statement) -> String {
     let text = stmt.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     match words.as_slice() {
-        [a, b]
-            if matches!(
-                a.to_ascii_uppercase().as_str(),
-                "CREATE" | "DROP" | "ALTER" | "EXPLAIN"
-            ) =>
-        {
+        [a, b] if matches!(a.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER" | "EXPLAIN") => {
             format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase())
         }
         [a, ..] => a.to_ascii_uppercase(),
@@ -202,8 +175,7 @@ impl Visitor for Checker<'_> {
         self.depth += 1;
         if !q.locks.is_empty() {
             return ControlFlow::Break(Rejection(
-                "locking clauses (FOR UPDATE / FOR SHARE) are not allowed in a read-only query"
-                    .into(),
+                "locking clauses (FOR UPDATE / FOR SHARE) are not allowed in a read-only query".into(),
             ));
         }
         check_set_expr(&q.body)?;
@@ -224,16 +196,8 @@ impl Visitor for Checker<'_> {
         if let Some(with) = &q.with {
             self.scopes.push(Scope {
                 query: q as *const Query,
-                names: with
-                    .cte_tables
-                    .iter()
-                    .map(|c| c.alias.name.value.to_ascii_lowercase())
-                    .collect(),
-                cte_bodies: with
-                    .cte_tables
-                    .iter()
-                    .map(|c| c.query.as_ref() as *const Query)
-                    .collect(),
+                names: with.cte_tables.iter().map(|c| c.alias.name.value.to_ascii_lowercase()).collect(),
+                cte_bodies: with.cte_tables.iter().map(|c| c.query.as_ref() as *const Query).collect(),
                 recursive: with.recursive,
                 in_cte: None,
             });

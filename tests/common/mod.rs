@@ -19,14 +19,10 @@ pub fn data_dir() -> PathBuf {
 /// A policies dir with the shipped default policy plus `tight`, whose small
 /// limits make every limit reachable in a test.
 pub fn policies_dir() -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("policies-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("policies-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/policies/default.toml"),
-        dir.join("default.toml"),
-    )
-    .unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/default.toml"), dir.join("default.toml"))
+        .unwrap();
     std::fs::write(
         dir.join("tight.toml"),
         r#"
@@ -62,11 +58,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            concurrency: 2,
-            queue: 32,
-            warm: true,
-        }
+        Self { concurrency: 2, queue: 32, warm: true }
     }
 }
 
@@ -75,11 +67,7 @@ impl Default for Options {
 pub fn start(opts: Options) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
             let mut cfg = AppConfig::new(data_dir());
             cfg.policies_dir = Some(policies_dir());
@@ -97,8 +85,7 @@ pub fn start(opts: Options) -> Server {
             server.await.unwrap().unwrap();
         });
     });
-    rx.recv_timeout(Duration::from_secs(600))
-        .expect("server start")
+    rx.recv_timeout(Duration::from_secs(600)).expect("server start")
 }
 
 /// The server shared by all tests of one binary.
@@ -108,20 +95,12 @@ pub fn shared() -> &'static Server {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
 }
 
 /// POST /execute-classifier; returns (HTTP status, body).
 pub async fn execute(base: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .post(format!("{base}/execute-classifier"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = client().post(format!("{base}/execute-classifier")).json(&body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
@@ -158,12 +137,7 @@ pub const RESPONSE_KEYS: &[&str] = &[
 ];
 
 pub fn assert_status(v: &Value, status: &str) {
-    assert_eq!(
-        v["status"],
-        status,
-        "expected {status}, got: {}",
-        serde_json::to_string_pretty(v).unwrap()
-    );
+    assert_eq!(v["status"], status, "expected {status}, got: {}", serde_json::to_string_pretty(v).unwrap());
     for k in RESPONSE_KEYS {
         assert!(v.get(*k).is_some(), "key `{k}` missing in {v}");
     }
@@ -172,11 +146,7 @@ pub fn assert_status(v: &Value, status: &str) {
         assert!(v["predictions"].is_array());
     } else {
         assert_eq!(v["error"]["category"], status);
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(v["predictions"].is_null());
     }
 }
