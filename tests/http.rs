@@ -175,6 +175,8 @@ async fn zygote_death_is_an_internal_error_then_it_restarts() {
     let base = s.base.clone();
     let running = tokio::spawn(async move { execute(&base, slow).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
+    let orphans = children_of(pid);
+    assert_eq!(orphans.len(), 1, "the sleeping request's child: {orphans:?}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let (status, v) = tokio::time::timeout(Duration::from_secs(10), running).await.expect("no hang").unwrap();
     assert_eq!(status, 500);
@@ -186,4 +188,48 @@ async fn zygote_death_is_an_internal_error_then_it_restarts() {
     let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
     assert_ne!(zygote_pid(&ready), pid);
     assert_eq!(ready["ready"], true);
+    // The request's child died with its zygote (parent-death signal).
+    for child in orphans {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{child}")).exists(),
+            "child {child} outlived its zygote"
+        );
+    }
+}
+
+/// Pids whose parent is `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // Fields after the command name (which may contain spaces).
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            rest.split_whitespace().nth(1).and_then(|pp| pp.parse::<i32>().ok()) == Some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn no_child_outlives_its_request() {
+    let s = start(Options::default());
+    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let pid = zygote_pid(&ready);
+    for code in [
+        CODE,
+        "def classify(df):\n    while True:\n        pass\n",
+        "import threading, time\ndef classify(df):\n    threading.Thread(target=time.sleep, args=(30,)).start()\n    return [0] * len(df)\n",
+    ] {
+        let (status, _) =
+            execute(&s.base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": code, "timeout": 1}))
+                .await;
+        assert_eq!(status, 200);
+    }
+    // A finished child may still be in its exit teardown for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !children_of(pid).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(children_of(pid), Vec::<i32>::new());
 }

@@ -54,7 +54,7 @@ pub fn validate(sql: &str, dialect: Dialect, tables: &TableAllow) -> Result<Vec<
             statement_keyword(stmt)
         )));
     };
-    let mut checker = Checker { dialect, tables, scopes: Vec::new(), read: Vec::new(), depth: 0 };
+    let mut checker = Checker { dialect, tables, scopes: Vec::new(), read: Vec::new() };
     match query.visit(&mut checker) {
         ControlFlow::Break(r) => Err(r),
         ControlFlow::Continue(()) => {
@@ -103,7 +103,6 @@ struct Checker<'a> {
     tables: &'a TableAllow,
     scopes: Vec<Scope>,
     read: Vec<String>,
-    depth: usize,
 }
 
 impl Checker<'_> {
@@ -172,7 +171,6 @@ impl Visitor for Checker<'_> {
     }
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<Rejection> {
-        self.depth += 1;
         if !q.locks.is_empty() {
             return ControlFlow::Break(Rejection(
                 "locking clauses (FOR UPDATE / FOR SHARE) are not allowed in a read-only query".into(),
@@ -206,7 +204,6 @@ impl Visitor for Checker<'_> {
     }
 
     fn post_visit_query(&mut self, q: &Query) -> ControlFlow<Rejection> {
-        self.depth -= 1;
         if self.scopes.last().is_some_and(|s| std::ptr::eq(s.query, q)) {
             self.scopes.pop();
         }
@@ -251,4 +248,92 @@ fn object_name(n: &ObjectName) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only(tables: &[&str]) -> TableAllow {
+        TableAllow::Only(tables.iter().map(|t| t.to_string()).collect())
+    }
+
+    fn check(sql: &str, tables: &TableAllow) -> Result<Vec<String>, String> {
+        validate(sql, Dialect::Sqlite, tables).map_err(|r| r.0)
+    }
+
+    #[test]
+    fn plain_queries_pass_and_report_their_tables() {
+        let all = TableAllow::All;
+        assert_eq!(check("SELECT * FROM iris", &all).unwrap(), vec!["iris"]);
+        assert_eq!(
+            check("select a.x from Iris a join wine b on a.id = b.id", &all).unwrap(),
+            vec!["iris", "wine"]
+        );
+        assert!(check("VALUES (1), (2)", &all).unwrap().is_empty());
+        assert_eq!(check("SELECT 1 UNION SELECT id FROM iris", &all).unwrap(), vec!["iris"]);
+        assert!(check("SELECT * FROM iris WHERE id IN (SELECT id FROM iris)", &only(&["iris"])).is_ok());
+    }
+
+    #[test]
+    fn anything_but_one_query_is_rejected() {
+        let all = TableAllow::All;
+        for (sql, needle) in [
+            ("", "empty"),
+            ("SELECT 1; SELECT 2", "2 statements"),
+            ("INSERT INTO iris VALUES (1)", "INSERT"),
+            ("UPDATE iris SET id = 1", "UPDATE"),
+            ("DROP TABLE iris", "DROP TABLE"),
+            ("CREATE TABLE x (a INT)", "CREATE TABLE"),
+            ("PRAGMA query_only = 0", "PRAGMA"),
+            ("ATTACH DATABASE 'x.db' AS x", "ATTACH"),
+            ("BEGIN", "BEGIN"),
+            ("EXPLAIN QUERY PLAN SELECT 1", "EXPLAIN"),
+            ("SELECT * FROM iris WHERE", "does not parse"),
+        ] {
+            let e = check(sql, &all).unwrap_err();
+            assert!(e.contains(needle), "{sql}: {e}");
+        }
+    }
+
+    #[test]
+    fn denied_functions_anywhere_are_rejected() {
+        let all = TableAllow::All;
+        for sql in [
+            "SELECT load_extension('/tmp/x.so')",
+            "SELECT id FROM iris WHERE readfile('/etc/passwd') IS NOT NULL",
+            "SELECT (SELECT writefile('/tmp/x', 'y'))",
+            "SELECT * FROM pragma_table_info('iris')",
+            "SELECT * FROM main.pragma_database_list",
+        ] {
+            assert!(check(sql, &all).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn allow_list_with_cte_scoping() {
+        let t = only(&["iris"]);
+        assert!(check("SELECT * FROM wine", &t).unwrap_err().contains("`wine`"));
+        assert!(check("SELECT * FROM main.wine", &t).is_err());
+        assert!(check("SELECT * FROM \"wine\"", &t).is_err());
+        assert!(check("SELECT * FROM iris WHERE id IN (SELECT target FROM wine)", &t).is_err());
+        // A CTE may be named like a forbidden table…
+        assert!(check("WITH wine AS (SELECT * FROM iris) SELECT * FROM wine", &t).is_ok());
+        // …but a non-recursive CTE body does not see its own name: this reads
+        // the real table.
+        assert!(check("WITH wine AS (SELECT * FROM wine) SELECT * FROM wine", &t).is_err());
+        // Nor does an outer query see a CTE defined in a subquery.
+        assert!(
+            check("SELECT * FROM (WITH wine AS (SELECT * FROM iris) SELECT * FROM wine), wine", &t).is_err()
+        );
+        // Later CTEs see earlier ones.
+        assert!(check("WITH a AS (SELECT * FROM iris), b AS (SELECT * FROM a) SELECT * FROM b", &t).is_ok());
+        assert!(
+            check(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 5) SELECT * FROM c",
+                &t
+            )
+            .is_ok()
+        );
+    }
 }
