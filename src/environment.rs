@@ -86,7 +86,12 @@ impl Environments {
     /// The built environment `name`, building it first if it is missing or
     /// stale (or `force`). Blocks; concurrent callers wait on a file lock.
     pub fn ensure(&self, name: &str, force: bool) -> Result<Environment, EnvError> {
-        let requirements = Self::requirements(name)?;
+        self.ensure_with(name, Self::requirements(name)?, force)
+    }
+
+    /// `ensure` for an explicit requirements text (environments that do not
+    /// ship with sluice; the tests use it for small and broken ones).
+    pub fn ensure_with(&self, name: &str, requirements: &str, force: bool) -> Result<Environment, EnvError> {
         let (host_exe, host_version) = self.host_python()?;
         let hash = env_hash(requirements, &host_exe, &host_version);
         let root = self.data.environments();

@@ -147,6 +147,19 @@ impl App {
         let data = DataDir::new(&cfg.data_dir);
         create_private_dir(data.root())?;
         let policies = Policies::load(cfg.policies_dir.as_deref())?;
+        for p in policies.iter() {
+            if !Environments::names().any(|n| n == p.environment) {
+                return Err(StartError::Policy(crate::policy::PolicyError::Invalid {
+                    file: format!("policy `{}`", p.name),
+                    key: "environment",
+                    problem: format!(
+                        "unknown environment `{}`; known: {}",
+                        p.environment,
+                        Environments::names().collect::<Vec<_>>().join(", ")
+                    ),
+                }));
+            }
+        }
 
         let mut wanted: Vec<String> = policies.iter().map(|p| p.environment.clone()).collect();
         wanted.sort();

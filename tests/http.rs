@@ -188,13 +188,22 @@ async fn zygote_death_is_an_internal_error_then_it_restarts() {
     let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
     assert_ne!(zygote_pid(&ready), pid);
     assert_eq!(ready["ready"], true);
-    // The request's child died with its zygote (parent-death signal).
+    // The request's child died with its zygote (parent-death signal). It
+    // may linger as a zombie until its new parent reaps it: not running.
     for child in orphans {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{child}")).exists(),
-            "child {child} outlived its zygote"
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while is_running(child) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!is_running(child), "child {child} outlived its zygote");
     }
+}
+
+/// Is `pid` a live (not zombie) process?
+fn is_running(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
 /// Pids whose parent is `pid`.
@@ -228,8 +237,9 @@ async fn no_child_outlives_its_request() {
     }
     // A finished child may still be in its exit teardown for a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !children_of(pid).is_empty() && std::time::Instant::now() < deadline {
+    let running = || children_of(pid).into_iter().filter(|c| is_running(*c)).collect::<Vec<_>>();
+    while !running().is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(children_of(pid), Vec::<i32>::new());
+    assert_eq!(running(), Vec::<i32>::new());
 }

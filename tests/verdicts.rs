@@ -414,3 +414,13 @@ def classify(df):
     assert_status(&v, "success");
     assert_ne!(v["predictions"][0], "connected");
 }
+
+#[tokio::test]
+async fn a_huge_file_fails_the_write_not_the_server() {
+    let code = "def classify(df):\n    with open('big.bin', 'wb') as f:\n        for _ in range(100):\n            f.write(b'x' * (1 << 20))\n    return [0] * len(df)\n";
+    let v = run("SELECT * FROM iris LIMIT 1", code).await;
+    assert_status(&v, "runtime_error");
+    assert_eq!(v["error"]["type"], "OSError");
+    assert!(v["error"]["message"].as_str().unwrap().contains("File too large"), "{v}");
+    assert_eq!(v["error"]["line"], 4);
+}

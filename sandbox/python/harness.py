@@ -6,7 +6,7 @@ environment and `-I -B`. The process:
 1. isolates itself (its own network namespace, dies with the server),
 2. imports the scientific stack once (the expensive part),
 3. checks it is still single-threaded (forking a threaded process is unsafe),
-4. serves requests on the control socket (fd 0, SOCK_SEQPACKET): each
+4. serves requests on the control socket (fd 0, a Unix SOCK_DGRAM): each
    request carries two pipe fds; the zygote forks a child that enters the
    sandbox, reads code and rows from the first pipe, runs `classify(df)` and
    writes one JSON result to the second pipe. The zygote reaps the child,
@@ -29,6 +29,7 @@ import sys
 import time
 
 PROTOCOL_VERSION = 1
+ABI_VERSION = 1  # of libsluice_sandbox.so (sandbox/src/lib.rs)
 MAX_CTL_MESSAGE = 64 * 1024
 AS_HEADROOM_MB = 256
 # Errors are read by people and LLMs: keep them short.
@@ -36,8 +37,9 @@ MAX_MESSAGE_CHARS = 1000
 MAX_TRACEBACK_CHARS = 8000
 USER_FILENAME = "<classifier>"
 
-# Statuses the child can decide by itself. The server adds the ones only it
-# can see (timeout, kernel kills, sql_*).
+# The child decides success, syntax_error, missing_entrypoint, runtime_error,
+# invalid_output, memory_limit (MemoryError), output_limit; the server adds
+# what only it can see (timeouts, kills by signal, sql_*).
 SUCCESS = "success"
 
 
@@ -58,7 +60,7 @@ class Native:
         lib.sluice_set_rlimits.argtypes = [ctypes.c_uint64] * 6
         for name in ("sluice_die_with_parent", "sluice_isolate_network", "sluice_set_rlimits"):
             getattr(lib, name).restype = ctypes.c_int
-        if lib.sluice_abi_version() != PROTOCOL_VERSION:
+        if lib.sluice_abi_version() != ABI_VERSION:
             raise RuntimeError("libsluice_sandbox ABI mismatch")
         self.lib = lib
 
@@ -223,9 +225,11 @@ class Zygote:
         except InterruptedError:
             return True
         if not msg:
+            # An empty datagram: the server asks us to stop. (If the server
+            # dies instead, the parent-death signal ends us.)
             for fd in fds:
                 os.close(fd)
-            return False  # the server closed its end: it is gone
+            return False
         try:
             req = json.loads(msg)
         except ValueError:
@@ -363,6 +367,12 @@ def child_main(zygote, req, in_fd, out_fd):
     code = 0
     try:
         result = run_child(zygote, req, in_fd, out_fd)
+    except MemoryError:
+        # The rows themselves did not fit (reading or converting them).
+        result = {
+            "status": "memory_limit",
+            "error": {"message": "the query's rows did not fit in memory while loading them into a DataFrame"},
+        }
     except BaseException as e:  # noqa: BLE001 - the harness must always answer
         result = {"status": "internal_error", "error": {"message": f"harness: {type(e).__name__}: {e}"}}
         code = 70
@@ -394,8 +404,7 @@ def run_child(zygote, req, in_fd, out_fd):
 
     # Step 1: leave the zygote's event loop behind.
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # A file over RLIMIT_FSIZE should fail the write (EFBIG), not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     native.die_with_parent(zygote_pid())
