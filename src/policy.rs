@@ -153,7 +153,7 @@ impl Policy {
         let l = &self.limits;
         let timeout_s = match timeout {
             None => l.timeout_s,
-            Some(t) if !(t > 0.0) || !t.is_finite() => {
+            Some(t) if t.is_nan() || t <= 0.0 || t.is_infinite() => {
                 return Err(LimitError {
                     field: "timeout",
                     message: format!("must be a positive number of seconds, got {t}"),
