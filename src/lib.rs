@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod environment;
 pub mod executor;
+pub mod jail;
 pub mod policy;
 pub mod runtime;
 pub mod server;

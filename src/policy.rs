@@ -38,6 +38,29 @@ struct PolicyFile {
     limits: Limits,
     #[serde(default)]
     tables: Tables,
+    #[serde(default)]
+    sandbox: Sandbox,
+}
+
+/// Sandbox layers that may be missing on a host (see `jail::LAYERS`).
+pub const DEGRADABLE_LAYERS: &[&str] =
+    &["network_namespace", "user_namespace", "landlock", "seccomp", "cgroup"];
+
+/// How the child is jailed under this policy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sandbox {
+    /// `policies/seccomp/<name>.json`.
+    pub seccomp_profile: String,
+    /// Layers this policy accepts running without, when the host lacks
+    /// them. Any other missing layer stops the server.
+    pub allow_degraded: Vec<String>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self { seccomp_profile: "default".into(), allow_degraded: vec!["cgroup".into()] }
+    }
 }
 
 fn default_environment() -> String {
@@ -126,6 +149,7 @@ pub struct Policy {
     pub environment: String,
     pub limits: Limits,
     pub tables: TableAllow,
+    pub sandbox: Sandbox,
 }
 
 /// Limits for one request after the request's own asks are clamped.
@@ -268,6 +292,7 @@ fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
         environment: pf.environment,
         limits: pf.limits,
         tables,
+        sandbox: pf.sandbox,
     })
 }
 
@@ -320,6 +345,21 @@ fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
     if pf.tables.allow.is_empty() {
         return Err(bad("tables.allow", "is empty: list tables, or [\"*\"] for all".into()));
     }
+    for layer in &pf.sandbox.allow_degraded {
+        if !DEGRADABLE_LAYERS.contains(&layer.as_str()) {
+            return Err(bad(
+                "sandbox.allow_degraded",
+                format!(
+                    "`{layer}` is not a layer that can be missing; choose from {}",
+                    DEGRADABLE_LAYERS.join(", ")
+                ),
+            ));
+        }
+    }
+    let profile = &pf.sandbox.seccomp_profile;
+    if profile.is_empty() || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad("sandbox.seccomp_profile", format!("`{profile}` is not a profile name")));
+    }
     if pf.environment.is_empty() || pf.environment.contains('/') || pf.environment.starts_with('.') {
         return Err(bad("environment", format!("`{}` is not an environment name", pf.environment)));
     }
@@ -337,6 +377,15 @@ mod tests {
         assert_eq!(d.limits, Limits::default());
         assert_eq!(d.environment, "default");
         assert_eq!(d.tables, TableAllow::All);
+        assert_eq!(d.sandbox, Sandbox::default());
+    }
+
+    #[test]
+    fn unknown_degradable_layer_is_named() {
+        let e =
+            parse("x", "p.toml", "[sandbox]\nallow_degraded = [\"seccomp\", \"firewall\"]\n").unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("sandbox.allow_degraded") && e.contains("firewall"), "{e}");
     }
 
     #[test]

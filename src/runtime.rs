@@ -36,3 +36,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn harness_expects_the_cdylib_abi_this_binary_embeds() {
+        let harness = std::str::from_utf8(super::HARNESS).unwrap();
+        let want = format!("ABI_VERSION = {}", sluice_sandbox::ABI_VERSION);
+        assert!(harness.contains(&want), "harness.py must declare `{want}`");
+    }
+}

@@ -128,6 +128,8 @@ pub enum StartError {
     Sql(#[from] SqlError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error(transparent)]
+    Jail(#[from] crate::jail::JailError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -190,7 +192,8 @@ impl App {
             source,
         })?;
         create_private_dir(&data.scratch())?;
-        let executor = Executor::new(files, data.scratch(), built);
+        let jail = crate::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
+        let executor = Executor::new(files, data.scratch(), built, jail);
         Ok(App {
             policies,
             source,
@@ -206,7 +209,7 @@ impl App {
         envs.sort();
         envs.dedup();
         for env in envs {
-            self.executor.zygote(env).await?;
+            self.executor.warm(env, &self.policies).await?;
         }
         self.ready.store(true, Ordering::SeqCst);
         Ok(())
@@ -308,7 +311,7 @@ impl App {
             },
         };
         let t_box = Instant::now();
-        let outcome = self.executor.run(&policy.environment, job).await;
+        let outcome = self.executor.run(policy, job).await;
         resp.timings_ms.sandbox = Some(ms(t_box));
         match outcome {
             Ok(o) => resp.set_outcome(o),

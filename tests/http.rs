@@ -108,7 +108,8 @@ async fn health_and_readiness() {
     assert_eq!(v["ready"], true);
     let z = &v["environments"]["default"]["zygote"];
     assert_eq!(z["threads"], 1, "the zygote must stay single-threaded: {v}");
-    assert_eq!(z["network"]["isolated"], true, "{v}");
+    assert_eq!(z["isolation"]["network_namespace"], true, "{v}");
+    assert_eq!(z["isolation"]["user_namespace"], true, "{v}");
 }
 
 #[tokio::test]

@@ -400,22 +400,6 @@ def classify(df):
 }
 
 #[tokio::test]
-async fn the_network_is_unreachable_from_the_child() {
-    let code = r#"
-import socket
-def classify(df):
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2)
-        return ["connected"]
-    except OSError as e:
-        return [type(e).__name__]
-"#;
-    let v = run("SELECT * FROM iris LIMIT 1", code).await;
-    assert_status(&v, "success");
-    assert_ne!(v["predictions"][0], "connected");
-}
-
-#[tokio::test]
 async fn a_huge_file_fails_the_write_not_the_server() {
     let code = "def classify(df):\n    with open('big.bin', 'wb') as f:\n        for _ in range(100):\n            f.write(b'x' * (1 << 20))\n    return [0] * len(df)\n";
     let v = run("SELECT * FROM iris LIMIT 1", code).await;

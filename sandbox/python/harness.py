@@ -29,7 +29,7 @@ import sys
 import time
 
 PROTOCOL_VERSION = 1
-ABI_VERSION = 1  # of libsluice_sandbox.so (sandbox/src/lib.rs)
+ABI_VERSION = 2  # of libsluice_sandbox.so (sandbox/src/lib.rs)
 MAX_CTL_MESSAGE = 64 * 1024
 AS_HEADROOM_MB = 256
 # Errors are read by people and LLMs: keep them short.
@@ -50,35 +50,56 @@ def log(msg):
 
 
 class Native:
-    """The sandbox crate's C ABI (libsluice_sandbox.so)."""
+    """The sandbox crate's C ABI (libsluice_sandbox.so, sandbox/src/lib.rs)."""
 
     def __init__(self, path):
         lib = ctypes.CDLL(path, use_errno=True)
-        lib.sluice_abi_version.restype = ctypes.c_int
-        lib.sluice_die_with_parent.argtypes = [ctypes.c_int]
-        lib.sluice_isolate_network.argtypes = []
-        lib.sluice_set_rlimits.argtypes = [ctypes.c_uint64] * 6
-        for name in ("sluice_die_with_parent", "sluice_isolate_network", "sluice_set_rlimits"):
-            getattr(lib, name).restype = ctypes.c_int
+        c = ctypes
+        sigs = {
+            "sluice_abi_version": [],
+            "sluice_die_with_parent": [c.c_int],
+            "sluice_isolate": [],
+            "sluice_set_rlimits": [c.c_uint64] * 6,
+            "sluice_landlock_abi": [],
+            "sluice_apply_landlock": [c.c_char_p, c.c_size_t],
+            "sluice_install_sigsys_reporter": [c.c_int],
+            "sluice_apply_seccomp": [c.c_char_p, c.c_size_t, c.c_int],
+        }
+        for name, args in sigs.items():
+            fn = getattr(lib, name)
+            fn.argtypes = args
+            fn.restype = c.c_int
         if lib.sluice_abi_version() != ABI_VERSION:
             raise RuntimeError("libsluice_sandbox ABI mismatch")
         self.lib = lib
 
     def check(self, what, rc):
-        if rc != 0:
+        if rc < 0:
             raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+        return rc
 
     def die_with_parent(self, expected_parent):
         self.check("prctl(PR_SET_PDEATHSIG)", self.lib.sluice_die_with_parent(expected_parent))
 
-    def isolate_network(self):
-        self.check("unshare(CLONE_NEWNET)", self.lib.sluice_isolate_network())
+    def isolate(self):
+        """0: user + network namespace, 1: network namespace only."""
+        return self.check("unshare(CLONE_NEWUSER|CLONE_NEWNET)", self.lib.sluice_isolate())
 
     def set_rlimits(self, cpu_s, address_space, nproc, nofile, fsize):
-        self.check(
-            "setrlimit",
-            self.lib.sluice_set_rlimits(cpu_s, address_space, nproc, nofile, fsize, 0),
-        )
+        self.check("setrlimit", self.lib.sluice_set_rlimits(cpu_s, address_space, nproc, nofile, fsize, 0))
+
+    def landlock_abi(self):
+        return self.lib.sluice_landlock_abi()
+
+    def apply_landlock(self, spec):
+        data = spec.encode()
+        return self.check("landlock", self.lib.sluice_apply_landlock(data, len(data)))
+
+    def install_sigsys_reporter(self, fd):
+        self.check("sigaction(SIGSYS)", self.lib.sluice_install_sigsys_reporter(fd))
+
+    def apply_seccomp(self, bpf, pid):
+        self.check("seccomp", self.lib.sluice_apply_seccomp(bpf, len(bpf), pid))
 
 
 # --------------------------------------------------------------------------
@@ -121,8 +142,36 @@ def warm_up():
     for name in ("loky", "multiprocessing"):
         jp.BACKENDS[name] = ThreadingBackend
 
+    thread_based_multiprocessing_locks()
+
+    # joblib counts CPUs by reading cgroup files (outside the child's
+    # filesystem) and, for physical cores, by running lscpu (no exec in the
+    # child). Count once here; children reuse the answers.
+    from joblib.externals.loky.backend import context as loky_context
+
+    cgroup_cpus = loky_context._cpu_count_cgroup(os.cpu_count())
+    loky_context._cpu_count_cgroup = lambda os_cpu_count, _n=cgroup_cpus: _n
+    loky_context.cpu_count(only_physical_cores=True)  # fills loky's cache
+
     warm_request_path()
     return (time.monotonic() - t0) * 1000.0
+
+
+def thread_based_multiprocessing_locks():
+    """multiprocessing's locks are POSIX semaphores in /dev/shm, which the
+    child cannot open; and the child can start no process to share one
+    with. multiprocessing.pool.ThreadPool (joblib's threading backend, so
+    n_jobs=-1) creates such locks, so they become thread locks."""
+    import multiprocessing.synchronize as mps
+    import threading
+
+    mps.Lock = lambda *, ctx=None: threading.Lock()
+    mps.RLock = lambda *, ctx=None: threading.RLock()
+    mps.Semaphore = lambda value=1, *, ctx=None: threading.Semaphore(value)
+    mps.BoundedSemaphore = lambda value=1, *, ctx=None: threading.BoundedSemaphore(value)
+    mps.Condition = lambda lock=None, *, ctx=None: threading.Condition(lock)
+    mps.Event = lambda *, ctx=None: threading.Event()
+    mps.Barrier = lambda parties, action=None, timeout=None, *, ctx=None: threading.Barrier(parties, action, timeout)
 
 
 def warm_request_path():
@@ -155,6 +204,13 @@ def warm_request_path():
         pass
 
 
+def seccomp_available():
+    # PR_GET_SECCOMP answers 0 (not filtered) when the kernel has seccomp,
+    # EINVAL when it does not.
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(21, 0, 0, 0, 0) >= 0
+
+
 def thread_count():
     return len(os.listdir("/proc/self/task"))
 
@@ -175,6 +231,7 @@ class Zygote:
     def __init__(self, native, ctl):
         self.native = native
         self.ctl = ctl
+        self.programs = {}  # seccomp wire-format files, read once
         self.children = {}  # pid -> dict(id, deadline, started)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wakeup_r = rfd
@@ -184,6 +241,13 @@ class Zygote:
 
     def send(self, obj):
         self.ctl.send(json.dumps(obj).encode())
+
+    def seccomp_program(self, path):
+        prog = self.programs.get(path)
+        if prog is None:
+            with open(path, "rb") as f:
+                prog = self.programs[path] = f.read()
+        return prog
 
     def serve(self):
         poller = select.poll()
@@ -243,6 +307,14 @@ class Zygote:
             self.send({"event": "error", "id": req.get("id"), "message": "bad request"})
             return True
         in_fd, out_fd = fds
+        if req.get("seccomp"):
+            try:
+                self.seccomp_program(req["seccomp"])
+            except OSError as e:
+                os.close(in_fd)
+                os.close(out_fd)
+                self.send({"event": "error", "id": req["id"], "message": f"seccomp profile: {e}"})
+                return True
         try:
             pid = os.fork()
         except OSError as e:
@@ -421,7 +493,13 @@ def run_child(zygote, req, in_fd, out_fd):
 
     tempfile.tempdir = None
 
-    # Step 4: resource limits. Address space counts what the zygote already
+    # Step 4: the request's cgroup (memory and pids counted in real pages),
+    # when the server could make one.
+    for procs in req.get("cgroup_procs") or []:
+        with open(procs, "w") as f:
+            f.write("0")
+
+    # Step 5: resource limits. Address space counts what the zygote already
     # mapped, so the request's memory budget comes on top of that, plus a
     # fixed headroom for what is reserved but rarely used: thread stacks,
     # malloc arenas, the harness's own copy of the rows.
@@ -434,10 +512,19 @@ def run_child(zygote, req, in_fd, out_fd):
         int(req["fsize_bytes"]),
     )
 
-    # Step 5 (next): landlock, no_new_privs, seccomp go here, last before
-    # any request data is touched.
+    # Step 6: landlock: the filesystem shrinks to the interpreter, the
+    # environment, system libraries and the scratch dir.
+    sandbox = req.get("sandbox") or {}
+    if sandbox.get("landlock", True):
+        native.apply_landlock(landlock_spec(scratch))
 
-    # Step 6: read the request.
+    # Step 7: seccomp, last: from here on only the allow-listed system calls
+    # work, and a blocked one is reported on the result pipe.
+    if sandbox.get("seccomp", True):
+        native.install_sigsys_reporter(out_fd)
+        native.apply_seccomp(zygote.seccomp_program(req["seccomp"]), os.getpid())
+
+    # Step 8: read the request.
     payload = read_all(in_fd)
     os.close(in_fd)
     (code_len,) = struct.unpack_from("<I", payload, 0)
@@ -482,6 +569,28 @@ def run_child(zygote, req, in_fd, out_fd):
                 **{k: result[k] for k in ("stdout", "stderr", "stdout_truncated", "stderr_truncated", "timings", "usage")},
             }
     return result
+
+
+def landlock_spec(scratch):
+    """What the child may read (r) or also write (rw). Paths that do not
+    exist on this host are skipped by the native side."""
+    read = {
+        sys.prefix,  # the environment
+        sys.base_prefix,  # the interpreter and its standard library
+        os.path.dirname(os.path.realpath(sys.executable)),
+        "/usr/lib",
+        "/usr/lib64",
+        "/lib",
+        "/lib64",
+        "/usr/share/zoneinfo",
+        "/etc/ld.so.cache",  # the loader finds shared libraries through it
+        "/dev/urandom",
+        "/sys/devices/system/cpu",  # BLAS and joblib count CPUs here
+        f"/proc/{os.getpid()}",  # its own /proc entry only
+    }
+    lines = [f"r:{p}" for p in sorted(read)]
+    lines += [f"rw:{scratch}", "rw:/dev/null"]
+    return "\n".join(lines)
 
 
 def zygote_pid():
@@ -761,12 +870,16 @@ def main():
     native = Native(args.lib)
     native.die_with_parent(args.server_pid)
     ctl = socket.socket(fileno=0)
-    network = {"isolated": False, "error": None}
+    isolation = {"user_namespace": False, "network_namespace": False, "error": None}
     try:
-        native.isolate_network()
-        network["isolated"] = True
+        level = native.isolate()
+        isolation["network_namespace"] = True
+        isolation["user_namespace"] = level == 0
     except OSError as e:
-        network["error"] = str(e)
+        isolation["error"] = str(e)
+    isolation["uid"] = os.getuid()
+    isolation["landlock_abi"] = native.landlock_abi()
+    isolation["seccomp"] = seccomp_available()
     try:
         import_ms = warm_up()
     except BaseException as e:  # noqa: BLE001
@@ -806,7 +919,7 @@ def main():
                 "vm_kb": proc_status_kb("VmSize"),
                 "rss_kb": proc_status_kb("VmRSS"),
                 "threads": threads,
-                "network": network,
+                "isolation": isolation,
             }
         ).encode()
     )

@@ -1,21 +1,25 @@
 //! The code that runs inside sluice's jail.
 //!
-//! This crate is built twice: as an rlib (the server links it for shared
-//! constants and tests) and as a cdylib that the Python zygote loads with
-//! `ctypes`. The zygote and its forked children call the `extern "C"`
-//! functions below; each returns 0 on success or a negated errno, so the
-//! harness can name the step that failed.
+//! This crate is built twice: as an rlib (the server links it for the
+//! seccomp wire format and shared constants) and as a cdylib that the
+//! Python zygote loads with `ctypes`. The zygote and its forked children
+//! call the `extern "C"` functions below; each returns 0 (or a small
+//! non-negative status) on success or a negated errno, so the harness can
+//! name the step that failed.
 //!
 //! The child's entry is a straight list of steps, each failing loudly:
-//! die-with-parent → fds → rlimits → (landlock → no_new_privs → seccomp)
-//! → user code. The bracketed layers arrive with the hardening work; the
-//! order is fixed here so they slot in right before user code runs.
+//! die-with-parent → fds → cgroup → rlimits → landlock → SIGSYS reporter →
+//! seccomp (with no_new_privs) → user code.
 
+pub mod fs_rules;
 pub mod limits;
 pub mod namespaces;
+pub mod seccomp;
+pub mod sigsys;
+pub mod syscalls;
 
 /// Bumped whenever the C ABI below changes; the harness refuses a mismatch.
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 /// Version of the C ABI, checked by the harness at load time.
 #[unsafe(no_mangle)]
@@ -30,11 +34,15 @@ pub extern "C" fn sluice_die_with_parent(expected_parent: i32) -> i32 {
     errno_result(namespaces::die_with_parent(expected_parent))
 }
 
-/// Move the calling (single-threaded) process into a new network namespace,
-/// through a user namespace when not privileged. Called once by the zygote.
+/// Move the calling (single-threaded) zygote into new user and network
+/// namespaces and drop its capabilities. Returns 0 (full isolation), 1
+/// (network namespace only), or a negated errno.
 #[unsafe(no_mangle)]
-pub extern "C" fn sluice_isolate_network() -> i32 {
-    errno_result(namespaces::isolate_network())
+pub extern "C" fn sluice_isolate() -> i32 {
+    match namespaces::isolate() {
+        Ok(i) => i as i32,
+        Err(e) => -e.abs(),
+    }
 }
 
 /// Apply the per-request rlimits in the forked child. 0 means "leave as is"
@@ -50,6 +58,47 @@ pub extern "C" fn sluice_set_rlimits(
 ) -> i32 {
     let l = limits::Limits { cpu_s, address_space_bytes, nproc, nofile, fsize_bytes, core_bytes };
     errno_result(limits::apply(&l))
+}
+
+/// The kernel's Landlock ABI version (0 when Landlock is unavailable).
+#[unsafe(no_mangle)]
+pub extern "C" fn sluice_landlock_abi() -> i32 {
+    fs_rules::kernel_abi()
+}
+
+/// Restrict the filesystem to the rules in `spec` (see `fs_rules`).
+/// Returns 0 (fully enforced), 1 (partially) or a negated errno.
+///
+/// # Safety
+/// `spec` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_apply_landlock(spec: *const u8, len: usize) -> i32 {
+    // SAFETY: the caller passes a live buffer of `len` bytes (a Python
+    // bytes object kept alive for the duration of the call).
+    let bytes = unsafe { std::slice::from_raw_parts(spec, len) };
+    let Ok(text) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
+    match fs_rules::apply(text) {
+        Ok(e) => e as i32,
+        Err(e) => -e.abs(),
+    }
+}
+
+/// Report blocked system calls as a result frame on `fd`, then exit.
+#[unsafe(no_mangle)]
+pub extern "C" fn sluice_install_sigsys_reporter(fd: i32) -> i32 {
+    errno_result(sigsys::install(fd))
+}
+
+/// Set no_new_privs and load the seccomp filters in `bpf` (the server's
+/// wire format), with `pid` patched into the "only yourself" rules.
+///
+/// # Safety
+/// `bpf` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_apply_seccomp(bpf: *const u8, len: usize, pid: i32) -> i32 {
+    // SAFETY: as for `sluice_apply_landlock`.
+    let bytes = unsafe { std::slice::from_raw_parts(bpf, len) };
+    errno_result(seccomp::apply(bytes, pid as u32))
 }
 
 fn errno_result(r: Result<(), i32>) -> i32 {

@@ -20,6 +20,8 @@ pub use outcome::Outcome;
 use zygote::{Event, Exit, Zygote};
 
 use crate::environment::Environment;
+use crate::jail::Jail;
+use crate::policy::{Policies, Policy};
 use crate::runtime::RuntimeFiles;
 
 /// Extra time, past the wall-clock limit, before the server stops waiting
@@ -40,6 +42,8 @@ pub enum ExecError {
     UnknownEnvironment(String),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Jail(#[from] crate::jail::JailError),
 }
 
 /// Limits the child applies to itself (rlimits) or the harness enforces.
@@ -75,15 +79,23 @@ pub struct Executor {
     files: RuntimeFiles,
     scratch_root: PathBuf,
     slots: HashMap<String, Slot>,
+    pub jail: Jail,
 }
 
 impl Executor {
-    pub fn new(files: RuntimeFiles, scratch_root: PathBuf, envs: Vec<Environment>) -> Self {
+    pub fn new(files: RuntimeFiles, scratch_root: PathBuf, envs: Vec<Environment>, jail: Jail) -> Self {
         let slots = envs
             .into_iter()
             .map(|env| (env.name.clone(), Slot { env, current: tokio::sync::Mutex::new(None) }))
             .collect();
-        Self { files, scratch_root, slots }
+        Self { files, scratch_root, slots, jail }
+    }
+
+    /// Start `env`'s zygote and refuse policies whose layers are missing.
+    pub async fn warm(&self, env: &str, policies: &Policies) -> Result<(), ExecError> {
+        let z = self.zygote(env).await?;
+        self.jail.check(policies, &z.ready)?;
+        Ok(())
     }
 
     /// The environment's live zygote, starting one if there is none.
@@ -102,7 +114,8 @@ impl Executor {
             pid = z.ready.pid,
             import_ms = z.ready.import_ms as u64,
             rss_mb = z.ready.rss_kb / 1024,
-            network_isolated = z.ready.network.isolated,
+            user_namespace = z.ready.isolation.user_namespace,
+            landlock_abi = z.ready.isolation.landlock_abi,
             "zygote ready"
         );
         *cur = Some(z.clone());
@@ -125,7 +138,9 @@ impl Executor {
         let mut out = serde_json::Map::new();
         for (name, slot) in &self.slots {
             let v = match slot.current.lock().await.as_ref() {
-                Some(z) => json!({"alive": z.is_alive(), "zygote": z.ready}),
+                Some(z) => {
+                    json!({"alive": z.is_alive(), "zygote": z.ready, "layers": self.jail.layers(&z.ready)})
+                }
                 None => json!({"alive": false}),
             };
             out.insert(name.clone(), v);
@@ -134,12 +149,25 @@ impl Executor {
     }
 
     /// Run one job to an outcome. `Err` only for sluice's own failures.
-    pub async fn run(&self, env: &str, job: Job) -> Result<Outcome, ExecError> {
-        let zygote = self.zygote(env).await?;
+    pub async fn run(&self, policy: &Policy, job: Job) -> Result<Outcome, ExecError> {
+        let zygote = self.zygote(&policy.environment).await?;
         let scratch = self.scratch_root.join(job.id.to_string());
         std::fs::create_dir_all(&scratch)
             .map_err(|source| ExecError::Io { what: "creating the scratch dir", source })?;
-        let result = self.run_in(&zygote, &scratch, job).await;
+        let sandbox = self.jail.child_sandbox(policy, &zygote.ready);
+        let cgroup = match &self.jail.cgroups {
+            Ok(c) => Some(
+                c.create(&job.id.to_string(), job.limits.memory_mb, job.limits.nproc)
+                    .map_err(|source| ExecError::Io { what: "creating the request's cgroup", source })?,
+            ),
+            Err(_) => None,
+        };
+        let header_extra = json!({
+            "seccomp": sandbox.seccomp,
+            "sandbox": {"landlock": sandbox.landlock, "seccomp": sandbox.seccomp.is_some()},
+            "cgroup_procs": cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default(),
+        });
+        let result = self.run_in(&zygote, &scratch, job, header_extra, cgroup).await;
         // The scratch dir never outlives its request.
         let _ = std::fs::remove_dir_all(&scratch);
         if matches!(result, Err(ExecError::ZygoteGone | ExecError::Protocol(_))) {
@@ -153,6 +181,8 @@ impl Executor {
         zygote: &Zygote,
         scratch: &std::path::Path,
         job: Job,
+        header_extra: serde_json::Value,
+        cgroup: Option<crate::jail::cgroup::RequestCgroup>,
     ) -> Result<Outcome, ExecError> {
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io { what: "pipe", source: e.into() })
@@ -160,7 +190,7 @@ impl Executor {
         let (in_r, in_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
         let l = job.limits;
-        let header = json!({
+        let mut header = json!({
             "op": "run",
             "id": job.id,
             "timeout_s": l.timeout_s,
@@ -175,6 +205,9 @@ impl Executor {
             "entrypoint": job.entrypoint,
             "scratch": scratch,
         });
+        if let (Some(h), Some(extra)) = (header.as_object_mut(), header_extra.as_object()) {
+            h.extend(extra.clone());
+        }
         let mut events = zygote.submit(job.id, &header, [in_r, out_w]).await?;
 
         let mut payload = Vec::with_capacity(4 + job.code.len() + job.arrow_ipc.len());
@@ -207,23 +240,40 @@ impl Executor {
         // teardown of a ~190 MB address space to every response.
         let exit = match frame.self_sufficient() {
             Some(u) => {
-                zygote.forget(&job.id);
-                Exit {
-                    exit_code: Some(0),
-                    signal: None,
-                    cpu_ms: u.cpu_ms,
-                    maxrss_kb: u.maxrss_kb,
-                    wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    killed: None,
-                }
+                // The zygote's report and the cgroup's removal come later.
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout_at(deadline, wait_exit(&mut events)).await;
+                    if let Some(c) = cgroup {
+                        c.remove().await;
+                    }
+                });
+                return Ok(outcome::classify(
+                    &job.limits,
+                    job.row_count,
+                    Exit {
+                        exit_code: Some(0),
+                        signal: None,
+                        cpu_ms: u.cpu_ms,
+                        maxrss_kb: u.maxrss_kb,
+                        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        killed: None,
+                    },
+                    frame,
+                    None,
+                ));
             }
             None => {
                 let exit = tokio::time::timeout_at(deadline, wait_exit(&mut events)).await;
                 zygote.forget(&job.id);
-                exit.map_err(|_| backstop())??
+                let oom = cgroup.as_ref().map(|c| c.oom_killed());
+                if let Some(c) = cgroup {
+                    tokio::spawn(c.remove());
+                }
+                (exit.map_err(|_| backstop())??, oom)
             }
         };
-        Ok(outcome::classify(&job.limits, job.row_count, exit, frame))
+        let (exit, oom) = exit;
+        Ok(outcome::classify(&job.limits, job.row_count, exit, frame, oom))
     }
 }
 

@@ -88,7 +88,13 @@ impl Frame {
     }
 }
 
-pub fn classify(limits: &ChildLimits, row_count: usize, exit: Exit, frame: Frame) -> Outcome {
+pub fn classify(
+    limits: &ChildLimits,
+    row_count: usize,
+    exit: Exit,
+    frame: Frame,
+    oom_killed: Option<bool>,
+) -> Outcome {
     let mut o = Outcome {
         status: Status::InternalError,
         error: None,
@@ -179,11 +185,17 @@ pub fn classify(limits: &ChildLimits, row_count: usize, exit: Exit, frame: Frame
             }
         }
         // No result: the kernel (or the allocator) ended the child.
-        (None, Some(libc_sig::SIGKILL)) => {
-            // Nothing but the OOM killer (or a cgroup limit) sends SIGKILL
-            // to a child we did not kill ourselves.
+        // The cgroup proves the kernel's OOM killer ended it; without a
+        // cgroup, nothing but the OOM killer sends SIGKILL to a child we
+        // did not kill ourselves.
+        (None, Some(libc_sig::SIGKILL)) if oom_killed != Some(false) => {
             o.status = Status::MemoryLimit;
-            o.error = Some(memory_error(limits, None));
+            let how = if oom_killed == Some(true) {
+                "the kernel's out-of-memory killer ended the process at its cgroup memory limit; "
+            } else {
+                "the process was killed by SIGKILL, most likely by the kernel for using too much memory; "
+            };
+            o.error = Some(memory_error(limits, Some(json!({ "message": how.trim_end_matches("; ") }))));
         }
         (None, Some(sig)) => {
             let name = signal_name(sig);
@@ -295,17 +307,26 @@ mod tests {
     fn endings_map_to_one_status_each() {
         let l = limits();
         let ok: &[u8] = br#"{"status":"success","predictions":["a","b"],"scores":null}"#;
-        let status = |rows, e, f| classify(&l, rows, e, f).status;
+        let status = |rows, e, f| classify(&l, rows, e, f, None).status;
         assert_eq!(status(2, exit(None, 1, None), frame(ok)), Status::Success);
         assert_eq!(status(3, exit(None, 1, None), frame(ok)), Status::InternalError);
         assert_eq!(status(2, exit(Some(9), 1, Some("wall_clock")), frame(b"")), Status::Timeout);
         assert_eq!(status(2, exit(Some(24), 4000, None), frame(b"")), Status::Timeout);
         assert_eq!(status(2, exit(Some(9), 10, None), frame(b"")), Status::MemoryLimit);
-        let seg = classify(&l, 2, exit(Some(11), 10, None), frame(b"{\"status\":"));
+        let seg = classify(&l, 2, exit(Some(11), 10, None), frame(b"{\"status\":"), None);
         assert_eq!(seg.status, Status::RuntimeError);
         assert!(seg.error.unwrap()["message"].as_str().unwrap().contains("SIGSEGV"));
         assert_eq!(status(2, exit(None, 1, None), frame(b"")), Status::InternalError);
         assert_eq!(status(2, exit(None, 1, None), Frame::parse(None)), Status::OutputLimit);
+        // With a cgroup that saw no OOM kill, SIGKILL is not blamed on memory.
+        assert_eq!(
+            classify(&l, 2, exit(Some(9), 10, None), frame(b""), Some(false)).status,
+            Status::RuntimeError
+        );
+        assert_eq!(
+            classify(&l, 2, exit(Some(9), 10, None), frame(b""), Some(true)).status,
+            Status::MemoryLimit
+        );
         let forged: &[u8] = br#"{"status":"sql_error"}"#;
         assert_eq!(status(2, exit(None, 1, None), frame(forged)), Status::InternalError);
     }

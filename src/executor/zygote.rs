@@ -42,13 +42,19 @@ pub struct ReadyInfo {
     pub vm_kb: u64,
     pub rss_kb: u64,
     pub threads: u32,
-    pub network: NetworkInfo,
+    pub isolation: Isolation,
 }
 
+/// What the zygote achieved and found when it isolated itself.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct NetworkInfo {
-    pub isolated: bool,
+pub struct Isolation {
+    pub user_namespace: bool,
+    pub network_namespace: bool,
     pub error: Option<String>,
+    /// The zygote's (and its children's) uid inside its user namespace.
+    pub uid: u32,
+    pub landlock_abi: i32,
+    pub seccomp: bool,
 }
 
 /// How a child ended, as the zygote saw it.

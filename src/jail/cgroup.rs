@@ -1,0 +1,157 @@
+//! A cgroup per request for memory and pids, so memory limits count real
+//! pages (not address space) and an OOM kill can be proven afterwards.
+//! cgroup v2 where its memory and pids controllers are available, else v1;
+//! hosts with neither (or without permission) run on rlimits alone, and
+//! the layer report says so.
+
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/sys/fs/cgroup";
+/// Room above the request's memory budget for the harness's own pages
+/// (its copy of the rows, the DataFrame, copy-on-write of touched pages).
+pub const HEADROOM_MB: u64 = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    V2 { base: PathBuf },
+    V1 { memory: PathBuf, pids: PathBuf },
+}
+
+/// This server's cgroup parent(s), created at start-up.
+#[derive(Debug)]
+pub struct Cgroups {
+    kind: Kind,
+}
+
+/// One request's cgroup.
+#[derive(Debug)]
+pub struct RequestCgroup {
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` files the child writes "0" into to join.
+    pub procs: Vec<PathBuf>,
+    /// Where the kernel counts OOM kills (`memory.events` / `memory.oom_control`).
+    events: PathBuf,
+}
+
+fn write(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value)
+}
+
+impl Cgroups {
+    /// Set up `sluice-<pid>` under v2 or v1, or say why not.
+    pub fn detect() -> Result<Cgroups, String> {
+        let tag = format!("sluice-{}", std::process::id());
+        let root = Path::new(ROOT);
+        let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+        let mut why = Vec::new();
+        if has("memory") && has("pids") {
+            match Self::setup_v2(root, &tag) {
+                Ok(base) => return Ok(Cgroups { kind: Kind::V2 { base } }),
+                Err(e) => why.push(format!("cgroup v2: {e}")),
+            }
+        } else {
+            why.push("cgroup v2: memory and pids controllers are not enabled".into());
+        }
+        let (mem, pids) = (root.join("memory"), root.join("pids"));
+        if mem.join("memory.limit_in_bytes").exists() && pids.join("cgroup.procs").exists() {
+            let (m, p) = (mem.join(&tag), pids.join(&tag));
+            match std::fs::create_dir_all(&m).and_then(|_| std::fs::create_dir_all(&p)) {
+                Ok(()) => return Ok(Cgroups { kind: Kind::V1 { memory: m, pids: p } }),
+                Err(e) => why.push(format!("cgroup v1: cannot create {}: {e}", m.display())),
+            }
+        } else {
+            why.push("cgroup v1: no memory and pids hierarchies".into());
+        }
+        Err(why.join("; "))
+    }
+
+    fn setup_v2(root: &Path, tag: &str) -> std::io::Result<PathBuf> {
+        // Controllers must be enabled on the way down: at the root, then in
+        // our parent (which holds no processes, only request groups).
+        write(&root.join("cgroup.subtree_control"), "+memory +pids")?;
+        let base = root.join(tag);
+        std::fs::create_dir_all(&base)?;
+        write(&base.join("cgroup.subtree_control"), "+memory +pids")?;
+        Ok(base)
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::V2 { base } => format!("cgroup v2 at {}", base.display()),
+            Kind::V1 { memory, pids } => format!("cgroup v1 at {} and {}", memory.display(), pids.display()),
+        }
+    }
+
+    /// A cgroup for one request with its limits set.
+    pub fn create(&self, id: &str, memory_mb: u64, max_pids: u64) -> std::io::Result<RequestCgroup> {
+        let bytes = ((memory_mb + HEADROOM_MB) * 1024 * 1024).to_string();
+        match &self.kind {
+            Kind::V2 { base } => {
+                let dir = base.join(id);
+                std::fs::create_dir(&dir)?;
+                let rc = RequestCgroup {
+                    dirs: vec![dir.clone()],
+                    procs: vec![dir.join("cgroup.procs")],
+                    events: dir.join("memory.events"),
+                };
+                write(&dir.join("memory.max"), &bytes)?;
+                let _ = write(&dir.join("memory.swap.max"), "0");
+                write(&dir.join("pids.max"), &max_pids.to_string())?;
+                Ok(rc)
+            }
+            Kind::V1 { memory, pids } => {
+                let (m, p) = (memory.join(id), pids.join(id));
+                std::fs::create_dir(&m)?;
+                let rc = RequestCgroup {
+                    dirs: vec![m.clone(), p.clone()],
+                    procs: vec![m.join("cgroup.procs"), p.join("cgroup.procs")],
+                    events: m.join("memory.oom_control"),
+                };
+                std::fs::create_dir(&p)?;
+                write(&m.join("memory.limit_in_bytes"), &bytes)?;
+                // Without swap accounting the limit could be dodged by swapping.
+                let _ = write(&m.join("memory.swappiness"), "0");
+                let _ = write(&m.join("memory.memsw.limit_in_bytes"), &bytes);
+                write(&p.join("pids.max"), &max_pids.to_string())?;
+                Ok(rc)
+            }
+        }
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        let dirs = match &self.kind {
+            Kind::V2 { base } => vec![base.clone()],
+            Kind::V1 { memory, pids } => vec![memory.clone(), pids.clone()],
+        };
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+impl RequestCgroup {
+    /// Did the kernel OOM-kill a process of this cgroup?
+    pub fn oom_killed(&self) -> bool {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        text.lines().any(|l| {
+            let mut it = l.split_whitespace();
+            it.next() == Some("oom_kill")
+                && it.next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0)
+        })
+    }
+
+    /// Remove the cgroup once its process has exited (it may take a moment
+    /// for the kernel to let go of a dying process).
+    pub async fn remove(self) {
+        for _ in 0..50 {
+            if self.dirs.iter().all(|d| std::fs::remove_dir(d).is_ok() || !d.exists()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tracing::warn!("could not remove cgroup {:?}", self.dirs);
+    }
+}

@@ -1,0 +1,160 @@
+//! The host side of the sandbox: which layers this host can provide, the
+//! compiled seccomp profiles, per-request cgroups, and what each request's
+//! child is told to apply. The layers themselves are applied in the child
+//! (sandbox crate + harness), in the order documented in ARCHITECTURE.md.
+
+pub mod cgroup;
+pub mod seccomp;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::executor::zygote::ReadyInfo;
+use crate::policy::{Policies, Policy};
+
+/// Landlock ABI needed for everything we ask of it (signal and abstract
+/// socket scoping arrived in ABI 6).
+pub const LANDLOCK_ABI_WANTED: i32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error(
+        "sandbox layer `{layer}` is not available on this host ({detail}); policy `{policy}` does not accept \
+         running without it (add \"{layer}\" to [sandbox] allow_degraded in that policy to accept it)"
+    )]
+    Missing { layer: &'static str, detail: String, policy: String },
+}
+
+/// One layer of the sandbox and whether this host provides it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layer {
+    pub name: &'static str,
+    pub active: bool,
+    pub detail: String,
+}
+
+/// What a child applies for one request.
+#[derive(Debug, Clone)]
+pub struct ChildSandbox {
+    pub seccomp: Option<PathBuf>,
+    pub landlock: bool,
+}
+
+pub struct Jail {
+    pub cgroups: Result<cgroup::Cgroups, String>,
+    profiles: BTreeMap<String, seccomp::CompiledProfile>,
+}
+
+impl Jail {
+    /// Compile every policy's seccomp profile and set up cgroups.
+    pub fn prepare(
+        policies: &Policies,
+        policies_dir: Option<&Path>,
+        runtime_dir: &Path,
+    ) -> Result<Jail, JailError> {
+        let mut profiles = BTreeMap::new();
+        for p in policies.iter() {
+            let name = &p.sandbox.seccomp_profile;
+            if !profiles.contains_key(name) {
+                profiles.insert(name.clone(), seccomp::install(policies_dir, name, runtime_dir)?);
+            }
+        }
+        let cgroups = cgroup::Cgroups::detect();
+        if let Err(why) = &cgroups {
+            tracing::info!("no per-request cgroups: {why}");
+        }
+        Ok(Jail { cgroups, profiles })
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&seccomp::CompiledProfile> {
+        self.profiles.get(name)
+    }
+
+    /// Every layer and whether it is active, given what the zygote found.
+    pub fn layers(&self, z: &ReadyInfo) -> Vec<Layer> {
+        let iso = &z.isolation;
+        let ll = iso.landlock_abi;
+        vec![
+            Layer {
+                name: "process",
+                active: true,
+                detail: "one fork per request, killed at its deadline".into(),
+            },
+            Layer {
+                name: "network_namespace",
+                active: iso.network_namespace,
+                detail: iso.error.clone().unwrap_or_else(|| "no interfaces but a downed loopback".into()),
+            },
+            Layer {
+                name: "user_namespace",
+                active: iso.user_namespace,
+                detail: if iso.user_namespace {
+                    format!("children run as uid {} with no capabilities", iso.uid)
+                } else {
+                    iso.error.clone().unwrap_or_else(|| "user namespaces are not available".into())
+                },
+            },
+            Layer {
+                name: "landlock",
+                active: ll >= LANDLOCK_ABI_WANTED,
+                detail: format!("kernel ABI {ll} (need {LANDLOCK_ABI_WANTED} for signal and socket scoping)"),
+            },
+            Layer {
+                name: "seccomp",
+                active: iso.seccomp && !self.profiles.is_empty(),
+                detail: if iso.seccomp {
+                    format!("profiles: {}", self.profiles.keys().cloned().collect::<Vec<_>>().join(", "))
+                } else {
+                    "the kernel has no seccomp filters".into()
+                },
+            },
+            Layer {
+                name: "rlimits",
+                active: true,
+                detail: "CPU, address space, threads, files, file size, core".into(),
+            },
+            Layer {
+                name: "cgroup",
+                active: self.cgroups.is_ok(),
+                detail: match &self.cgroups {
+                    Ok(c) => format!("memory and pids per request ({})", c.describe()),
+                    Err(why) => why.clone(),
+                },
+            },
+        ]
+    }
+
+    /// Refuse to run a policy whose required layers are missing.
+    pub fn check(&self, policies: &Policies, z: &ReadyInfo) -> Result<(), JailError> {
+        let layers = self.layers(z);
+        for p in policies.iter() {
+            for l in layers.iter().filter(|l| !l.active) {
+                if !p.sandbox.allow_degraded.iter().any(|d| d == l.name) {
+                    return Err(JailError::Missing {
+                        layer: l.name,
+                        detail: l.detail.clone(),
+                        policy: p.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the child must apply under `policy` on this host.
+    pub fn child_sandbox(&self, policy: &Policy, z: &ReadyInfo) -> ChildSandbox {
+        let seccomp_ok = z.isolation.seccomp;
+        ChildSandbox {
+            seccomp: self
+                .profiles
+                .get(&policy.sandbox.seccomp_profile)
+                .filter(|_| seccomp_ok)
+                .map(|p| p.path.clone()),
+            landlock: z.isolation.landlock_abi >= 1,
+        }
+    }
+}
