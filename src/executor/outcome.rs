@@ -197,6 +197,20 @@ pub fn classify(
             };
             o.error = Some(memory_error(limits, Some(json!({ "message": how.trim_end_matches("; ") }))));
         }
+        // SIGSYS without a report: the call was made with signals blocked
+        // (glibc's posix_spawn, behind os.system and subprocess, blocks
+        // them around clone), so the kernel killed the process instead of
+        // running the reporter; or the filter's architecture check killed
+        // a 32-bit `int 0x80` call.
+        (None, Some(libc_sig::SIGSYS)) => {
+            o.status = Status::SecurityViolation;
+            o.error = Some(json!({
+                "message": "the sandbox killed the process for a forbidden system call, most likely an attempt \
+                    to start a process (os.system, subprocess, posix_spawn) or a 32-bit system call; \
+                    starting programs is not allowed, do the work in Python",
+                "syscall": null,
+            }));
+        }
         (None, Some(sig)) => {
             let name = signal_name(sig);
             o.status = Status::RuntimeError;
@@ -261,6 +275,7 @@ fn check_success(r: &ChildResult, row_count: usize) -> Result<(), String> {
 /// Signal numbers we classify (Linux, x86-64 and arm64 agree on these).
 mod libc_sig {
     pub const SIGKILL: i32 = 9;
+    pub const SIGSYS: i32 = 31;
     pub const SIGXCPU: i32 = 24;
 }
 
@@ -318,6 +333,7 @@ mod tests {
         assert!(seg.error.unwrap()["message"].as_str().unwrap().contains("SIGSEGV"));
         assert_eq!(status(2, exit(None, 1, None), frame(b"")), Status::InternalError);
         assert_eq!(status(2, exit(None, 1, None), Frame::parse(None)), Status::OutputLimit);
+        assert_eq!(status(2, exit(Some(31), 1, None), frame(b"")), Status::SecurityViolation);
         // With a cgroup that saw no OOM kill, SIGKILL is not blamed on memory.
         assert_eq!(
             classify(&l, 2, exit(Some(9), 10, None), frame(b""), Some(false)).status,
