@@ -35,6 +35,16 @@ enum Command {
     Env(EnvCommand),
     /// Execute one classifier and print the JSON verdict (no server).
     Run(RunArgs),
+    /// List the sandbox layers this host provides, and whether the policies
+    /// accept the missing ones.
+    Doctor {
+        /// Directory of policy files (*.toml). Default: the built-in policies.
+        #[arg(long, env = "SLUICE_POLICIES")]
+        policies: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -117,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => runtime().block_on(serve(data_dir, a)),
         Command::Env(c) => env(data_dir, c),
         Command::Run(a) => runtime().block_on(run(data_dir, a)),
+        Command::Doctor { policies, json } => runtime().block_on(doctor(data_dir, policies, json)),
     };
     match result {
         Ok(code) => code,
@@ -153,6 +164,10 @@ async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = tokio::spawn(crate::server::serve(listener, app.clone()));
     // Requests get 503 until the zygotes are warm; then we say where we are.
     app.warm_up().await?;
+    let (layers, _) = app.layers().await?;
+    for l in layers.iter().filter(|l| !l.active) {
+        eprintln!("sluice: warning: sandbox layer `{}` is not active on this host: {}", l.name, l.detail);
+    }
     println!("sluice listening on http://{addr}");
     server.await??;
     Ok(ExitCode::SUCCESS)
@@ -215,4 +230,34 @@ async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     println!("{}", serde_json::to_string_pretty(&resp)?);
     Ok(if resp.status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn doctor(data_dir: PathBuf, policies: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut cfg = AppConfig::new(data_dir);
+    cfg.policies_dir = policies;
+    cfg.concurrency = 1;
+    let app = App::build(cfg).await?;
+    let (layers, verdict) = app.layers().await?;
+    if json {
+        let v = serde_json::json!({
+            "layers": layers,
+            "ok": verdict.is_ok(),
+            "error": verdict.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{:<18} {:<8} detail", "layer", "status");
+        for l in &layers {
+            println!("{:<18} {:<8} {}", l.name, if l.active { "active" } else { "MISSING" }, l.detail);
+        }
+        for p in app.policies.iter() {
+            let accepted = p.sandbox.allow_degraded.join(", ");
+            println!("policy {}: accepts missing [{}]", p.name, accepted);
+        }
+        match &verdict {
+            Ok(()) => println!("ok: `sluice serve` will start with these layers"),
+            Err(e) => println!("refused: {e}"),
+        }
+    }
+    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }

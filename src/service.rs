@@ -137,7 +137,7 @@ pub enum StartError {
 pub struct App {
     pub policies: Policies,
     source: DataSource,
-    executor: Executor,
+    executor: Arc<Executor>,
     admission: Admission,
     ready: AtomicBool,
 }
@@ -193,7 +193,7 @@ impl App {
         })?;
         create_private_dir(&data.scratch())?;
         let jail = crate::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
-        let executor = Executor::new(files, data.scratch(), built, jail);
+        let executor = Arc::new(Executor::new(files, data.scratch(), built, jail));
         Ok(App {
             policies,
             source,
@@ -211,8 +211,20 @@ impl App {
         for env in envs {
             self.executor.warm(env, &self.policies).await?;
         }
-        self.ready.store(true, Ordering::SeqCst);
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.executor.clone().supervise());
+        }
         Ok(())
+    }
+
+    /// Every sandbox layer on this host (from the default policy's
+    /// environment), and whether every policy accepts the missing ones.
+    pub async fn layers(
+        &self,
+    ) -> Result<(Vec<crate::jail::Layer>, Result<(), crate::jail::JailError>), StartError> {
+        let env =
+            self.policies.get("default").map(|p| p.environment.clone()).unwrap_or_else(|| "default".into());
+        Ok(self.executor.layers(&env, &self.policies).await?)
     }
 
     pub fn is_ready(&self) -> bool {

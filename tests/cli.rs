@@ -58,6 +58,28 @@ fn env_list_shows_the_built_default_environment() {
 }
 
 #[test]
+fn doctor_lists_every_layer() {
+    common::shared(); // the environment is built
+    let out = sluice().args(["doctor", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    for want in ["process", "network_namespace", "user_namespace", "landlock", "seccomp", "rlimits", "cgroup"]
+    {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(out.status.success());
+    let active = |n: &str| layers.iter().find(|l| l["name"] == n).unwrap()["active"] == true;
+    // This host has all of them (as root, cgroups too); the escape suite
+    // proves each one works.
+    for l in ["network_namespace", "user_namespace", "landlock", "seccomp"] {
+        assert!(active(l), "{l} inactive: {v}");
+    }
+}
+
+#[test]
 fn a_bad_policy_stops_serve_naming_file_and_key() {
     let dir =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("badpol-{}", std::process::id()));

@@ -222,6 +222,25 @@ fn children_of(pid: i32) -> Vec<i32> {
 }
 
 #[tokio::test]
+async fn a_dead_zygote_is_restarted_without_waiting_for_a_request() {
+    let s = start(Options::default());
+    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let pid = zygote_pid(&ready);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client().get(format!("{}/readyz", s.base)).send().await.unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if code == 200 && v["environments"]["default"]["zygote"]["pid"].as_i64() != Some(pid as i64) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not ready again: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn no_child_outlives_its_request() {
     let s = start(Options::default());
     let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();

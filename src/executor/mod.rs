@@ -46,6 +46,16 @@ pub enum ExecError {
     Jail(#[from] crate::jail::JailError),
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(super::backoff(0).as_millis(), 100);
+        assert_eq!(super::backoff(3).as_millis(), 800);
+        assert_eq!(super::backoff(30).as_secs(), 10);
+    }
+}
+
 /// Limits the child applies to itself (rlimits) or the harness enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct ChildLimits {
@@ -73,6 +83,14 @@ pub struct Job {
 struct Slot {
     env: Environment,
     current: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+    /// Consecutive failed starts and when the last one failed: starts are
+    /// spaced out (exponential backoff) instead of hammering a broken setup.
+    failures: std::sync::Mutex<(u32, Option<std::time::Instant>)>,
+}
+
+/// Wait before the n-th consecutive restart attempt.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(7))).min(Duration::from_secs(10))
 }
 
 pub struct Executor {
@@ -86,7 +104,14 @@ impl Executor {
     pub fn new(files: RuntimeFiles, scratch_root: PathBuf, envs: Vec<Environment>, jail: Jail) -> Self {
         let slots = envs
             .into_iter()
-            .map(|env| (env.name.clone(), Slot { env, current: tokio::sync::Mutex::new(None) }))
+            .map(|env| {
+                let slot = Slot {
+                    env,
+                    current: tokio::sync::Mutex::new(None),
+                    failures: std::sync::Mutex::new((0, None)),
+                };
+                (slot.env.name.clone(), slot)
+            })
             .collect();
         Self { files, scratch_root, slots, jail }
     }
@@ -108,7 +133,23 @@ impl Executor {
         if cur.take().is_some() {
             tracing::warn!(environment = env, "restarting the zygote");
         }
-        let z = Arc::new(Zygote::start(&slot.env, &self.files).await?);
+        let (failed, last) = *slot.failures.lock().unwrap();
+        if let Some(last) = last
+            && last.elapsed() < backoff(failed)
+        {
+            return Err(ExecError::Start(format!(
+                "the zygote failed to start {failed} time(s) in a row; next attempt in {:.1} s",
+                (backoff(failed) - last.elapsed()).as_secs_f64()
+            )));
+        }
+        let z = match Zygote::start(&slot.env, &self.files).await {
+            Ok(z) => Arc::new(z),
+            Err(e) => {
+                *slot.failures.lock().unwrap() = (failed + 1, Some(std::time::Instant::now()));
+                return Err(e);
+            }
+        };
+        *slot.failures.lock().unwrap() = (0, None);
         tracing::info!(
             environment = env,
             pid = z.ready.pid,
@@ -120,6 +161,30 @@ impl Executor {
         );
         *cur = Some(z.clone());
         Ok(z)
+    }
+
+    /// Keep every zygote up: restart one that died (a crash, an OOM kill of
+    /// the zygote itself) without waiting for the next request.
+    pub async fn supervise(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            for name in self.slots.keys() {
+                if let Err(e) = self.zygote(name).await {
+                    tracing::error!(environment = %name, "zygote restart failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// The sandbox layers of `env`'s zygote, and whether `policies` accept
+    /// the missing ones.
+    pub async fn layers(
+        &self,
+        env: &str,
+        policies: &Policies,
+    ) -> Result<(Vec<crate::jail::Layer>, Result<(), crate::jail::JailError>), ExecError> {
+        let z = self.zygote(env).await?;
+        Ok((self.jail.layers(&z.ready), self.jail.check(policies, &z.ready)))
     }
 
     /// Is every environment's zygote up?

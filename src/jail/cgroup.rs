@@ -33,6 +33,24 @@ pub struct RequestCgroup {
     events: PathBuf,
 }
 
+/// Remove the (empty) groups of sluice servers that are no longer running.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix("sluice-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(children) = std::fs::read_dir(e.path()) {
+            for c in children.flatten().filter(|c| c.path().is_dir()) {
+                let _ = std::fs::remove_dir(c.path());
+            }
+        }
+        let _ = std::fs::remove_dir(e.path());
+    }
+}
+
 fn write(path: &Path, value: &str) -> std::io::Result<()> {
     std::fs::write(path, value)
 }
@@ -42,6 +60,9 @@ impl Cgroups {
     pub fn detect() -> Result<Cgroups, String> {
         let tag = format!("sluice-{}", std::process::id());
         let root = Path::new(ROOT);
+        for dir in [root.to_path_buf(), root.join("memory"), root.join("pids")] {
+            remove_stale(&dir);
+        }
         let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
         let mut why = Vec::new();

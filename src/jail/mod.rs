@@ -158,3 +158,61 @@ impl Jail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::zygote::Isolation;
+
+    fn ready(landlock_abi: i32, user_namespace: bool) -> ReadyInfo {
+        ReadyInfo {
+            pid: 1,
+            python: "3.11".into(),
+            versions: serde_json::json!({}),
+            import_ms: 0.0,
+            vm_kb: 0,
+            rss_kb: 0,
+            threads: 1,
+            isolation: Isolation {
+                user_namespace,
+                network_namespace: true,
+                error: None,
+                uid: 65534,
+                landlock_abi,
+                seccomp: true,
+            },
+        }
+    }
+
+    fn jail() -> Jail {
+        let policies = Policies::load(None).unwrap();
+        let dir = std::env::temp_dir().join(format!("sluice-jail-test-{}", std::process::id()));
+        let mut j = Jail::prepare(&policies, None, &dir).unwrap();
+        j.cgroups = Err("not in this test".into());
+        j
+    }
+
+    #[test]
+    fn a_missing_layer_stops_a_policy_that_does_not_accept_it() {
+        let policies = Policies::load(None).unwrap();
+        let j = jail();
+        // cgroup missing: the default policy accepts that.
+        assert!(j.check(&policies, &ready(7, true)).is_ok());
+        let e = j.check(&policies, &ready(0, true)).unwrap_err().to_string();
+        assert!(
+            e.contains("`landlock`") && e.contains("policy `default`") && e.contains("allow_degraded"),
+            "{e}"
+        );
+        let e = j.check(&policies, &ready(7, false)).unwrap_err().to_string();
+        assert!(e.contains("`user_namespace`"), "{e}");
+    }
+
+    #[test]
+    fn every_layer_is_reported() {
+        let names: Vec<_> = jail().layers(&ready(7, true)).iter().map(|l| l.name).collect();
+        assert_eq!(
+            names,
+            ["process", "network_namespace", "user_namespace", "landlock", "seccomp", "rlimits", "cgroup"]
+        );
+    }
+}
