@@ -495,9 +495,11 @@ def run_child(zygote, req, in_fd, out_fd):
 
     # Step 4: the request's cgroup (memory and pids counted in real pages),
     # when the server could make one.
+    t_step = time.monotonic()
     for procs in req.get("cgroup_procs") or []:
         with open(procs, "w") as f:
             f.write("0")
+    timings["cgroup_ms"] = (time.monotonic() - t_step) * 1000.0
 
     # Step 5: resource limits. Address space counts what the zygote already
     # mapped, so the request's memory budget comes on top of that, plus a
@@ -515,14 +517,18 @@ def run_child(zygote, req, in_fd, out_fd):
     # Step 6: landlock: the filesystem shrinks to the interpreter, the
     # environment, system libraries and the scratch dir.
     sandbox = req.get("sandbox") or {}
+    t_step = time.monotonic()
     if sandbox.get("landlock", True):
         native.apply_landlock(landlock_spec(scratch))
+    timings["landlock_ms"] = (time.monotonic() - t_step) * 1000.0
 
     # Step 7: seccomp, last: from here on only the allow-listed system calls
     # work, and a blocked one is reported on the result pipe.
+    t_step = time.monotonic()
     if sandbox.get("seccomp", True):
         native.install_sigsys_reporter(out_fd)
         native.apply_seccomp(zygote.seccomp_program(req["seccomp"]), os.getpid())
+    timings["seccomp_ms"] = (time.monotonic() - t_step) * 1000.0
 
     # Step 8: read the request.
     payload = read_all(in_fd)

@@ -303,6 +303,9 @@ impl Executor {
         // A complete frame decides the outcome: the child has closed its pipe
         // and is in `_exit`. Waiting for the zygote to reap it would add the
         // teardown of a ~190 MB address space to every response.
+        if let Frame::Complete(r) = &frame {
+            tracing::debug!(execution_id = %job.id, timings = %r.timings.clone().unwrap_or_default(), "child steps");
+        }
         let exit = match frame.self_sufficient() {
             Some(u) => {
                 // The zygote's report and the cgroup's removal come later.

@@ -49,6 +49,9 @@ pub struct ChildResult {
     /// the frame; present whenever the harness finished normally.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Per-step times inside the child (ms), for the debug log.
+    #[serde(default)]
+    pub timings: Option<Value>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
