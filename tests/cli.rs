@@ -209,3 +209,32 @@ fn network_settings() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+#[test]
+fn secrets_in_the_servers_environment_are_not_readable() {
+    let f = code_file(
+        "secrets",
+        r#"
+import os
+def classify(df):
+    found = [k for k, v in os.environ.items() if "hunter2" in v]
+    for path in ["/proc/%d/environ" % os.getppid(), "/proc/1/environ", "/proc/self/environ"]:
+        try:
+            if b"hunter2" in open(path, "rb").read():
+                found.append(path)
+        except OSError:
+            pass
+    return [",".join(found) or "none"] * len(df)
+"#,
+    );
+    let out = sluice()
+        .args(["run", "--sql", "SELECT * FROM iris LIMIT 1", "--code-file"])
+        .arg(&f)
+        .env("SLUICE_TEST_SECRET", "hunter2")
+        .env("DATABASE_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::assert_status(&v, "success");
+    assert_eq!(v["predictions"], json!(["none"]));
+}
