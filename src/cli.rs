@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::audit::AuditStore;
+use crate::audit::keys::{Principal, Role};
 use crate::config::DataDir;
 use crate::environment::Environments;
-use crate::service::{App, AppConfig, ExecuteRequest};
+use crate::service::{App, AppConfig, Caller, ExecuteRequest, audit_url};
 use crate::verdict::Status;
 
 #[derive(Parser)]
@@ -35,6 +37,12 @@ enum Command {
     Env(EnvCommand),
     /// Execute one classifier and print the JSON verdict (no server).
     Run(RunArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Review the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// List the sandbox layers this host provides, and whether the policies
     /// accept the missing ones.
     Doctor {
@@ -45,6 +53,89 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Clone)]
+struct AuditDbArgs {
+    /// Audit database URL (sqlite://PATH or postgres://…). Default:
+    /// audit.sqlite in the data dir.
+    #[arg(long, env = "SLUICE_AUDIT_DATABASE_URL")]
+    audit_database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Role(s): execute, audit, admin (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+        /// Limit the key to these policies (repeatable). Default: all.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+    /// Revoke a key by id; it stops working at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Executions, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        code_sha256: Option<String>,
+        /// RFC 3339, e.g. 2026-11-22T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+    /// One execution as JSON.
+    Show {
+        id: String,
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+    /// Walk the hash chain; exit 1 at the first broken link.
+    Verify {
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+    /// Every record, oldest first.
+    Export {
+        #[arg(long, default_value = "jsonl")]
+        format: ExportFormat,
+        #[command(flatten)]
+        db: AuditDbArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
 }
 
 #[derive(Args)]
@@ -58,6 +149,8 @@ struct SourceArgs {
     /// Directory of policy files (*.toml). Default: the built-in policies.
     #[arg(long, env = "SLUICE_POLICIES")]
     policies: Option<PathBuf>,
+    #[command(flatten)]
+    db: AuditDbArgs,
 }
 
 #[derive(Args)]
@@ -128,6 +221,8 @@ pub fn main() -> ExitCode {
         Command::Env(c) => env(data_dir, c),
         Command::Run(a) => runtime().block_on(run(data_dir, a)),
         Command::Doctor { policies, json } => runtime().block_on(doctor(data_dir, policies, json)),
+        Command::Keys(c) => runtime().block_on(keys(data_dir, c)),
+        Command::Audit(c) => runtime().block_on(audit(data_dir, c)),
     };
     match result {
         Ok(code) => code,
@@ -146,7 +241,21 @@ fn app_config(data_dir: PathBuf, s: &SourceArgs) -> AppConfig {
     let mut cfg = AppConfig::new(data_dir);
     cfg.database = if s.demo { None } else { s.database.clone() };
     cfg.policies_dir = s.policies.clone();
+    cfg.audit_database = s.db.audit_database.clone();
     cfg
+}
+
+async fn open_store(data_dir: PathBuf, db: &AuditDbArgs) -> anyhow::Result<AuditStore> {
+    let mut cfg = AppConfig::new(data_dir);
+    cfg.audit_database = db.audit_database.clone();
+    std::fs::create_dir_all(DataDir::new(&cfg.data_dir).root()).ok();
+    Ok(AuditStore::open(&audit_url(&cfg)).await?)
+}
+
+/// The local user, for principals of commands run without a key.
+fn local_user() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }
 
 async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -158,6 +267,14 @@ async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg.queue = q;
     }
     let app = Arc::new(App::build(cfg).await?);
+    if app.audit.active_key_count().await? == 0 {
+        let (key, secret) = app.audit.create_key("admin", &[Role::Admin], None).await?;
+        println!(
+            "sluice: no API key existed, so an admin key `{}` ({}) was created. It is shown only now:",
+            key.name, key.id
+        );
+        println!("{secret}");
+    }
     let listener =
         tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
     let addr = listener.local_addr()?;
@@ -224,7 +341,8 @@ async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
         max_memory: a.max_memory,
         policy: a.policy,
     };
-    let resp = match app.execute(req).await {
+    let caller = Caller { principal: cli_principal(), client_addr: None };
+    let resp = match app.execute(&caller, req).await {
         Ok(r) => r,
         Err(e) => bail!("{e}"),
     };
@@ -260,4 +378,109 @@ async fn doctor(data_dir: PathBuf, policies: Option<PathBuf>, json: bool) -> any
         }
     }
     Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// `sluice run` acts as the local user, with every role.
+fn cli_principal() -> Principal {
+    let mut p = Principal::local(&local_user());
+    p.name = format!("cli:{}", local_user());
+    p
+}
+
+async fn keys(data_dir: PathBuf, c: KeysCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        KeysCommand::Create { name, roles, policies, db } => {
+            let store = open_store(data_dir, &db).await?;
+            let policies = (!policies.is_empty()).then_some(policies);
+            let (key, secret) = store.create_key(&name, &roles, policies.as_deref()).await?;
+            let roles: Vec<String> = key.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+            println!(
+                "created key `{}` ({}) with role(s) {} for {}; it is shown only now:",
+                key.name,
+                key.id,
+                roles.join(", "),
+                key.policies
+                    .map(|p| format!("policies {}", p.join(", ")))
+                    .unwrap_or_else(|| "every policy".into())
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List { db } => {
+            let store = open_store(data_dir, &db).await?;
+            println!(
+                "{:<16} {:<20} {:<22} {:<20} {:<25} revoked",
+                "id", "name", "roles", "policies", "created"
+            );
+            for k in store.list_keys().await? {
+                let roles: Vec<String> = k.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+                println!(
+                    "{:<16} {:<20} {:<22} {:<20} {:<25} {}",
+                    k.id,
+                    k.name,
+                    roles.join(","),
+                    k.policies.map(|p| p.join(",")).unwrap_or_else(|| "*".into()),
+                    k.created_at,
+                    k.revoked_at.unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        KeysCommand::Revoke { id, db } => {
+            let store = open_store(data_dir, &db).await?;
+            store.revoke_key(&id).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        AuditCommand::List { status, principal, policy, code_sha256, since, until, limit, db } => {
+            let store = open_store(data_dir, &db).await?;
+            let f = crate::audit::Filter {
+                status,
+                principal,
+                policy,
+                code_sha256,
+                since,
+                until,
+                limit: Some(limit),
+                cursor: None,
+            };
+            let page = store.list(&f).await?;
+            println!(
+                "{:<25} {:<37} {:<19} {:<24} {:>6} {:>9}",
+                "created", "execution", "status", "principal", "rows", "total_ms"
+            );
+            for r in page.records {
+                let total = r.timings_ms.as_ref().and_then(|t| t.get("total")).and_then(|v| v.as_f64());
+                println!(
+                    "{:<25} {:<37} {:<19} {:<24} {:>6} {:>9}",
+                    r.created_at,
+                    r.execution_id,
+                    r.status,
+                    r.principal,
+                    r.row_count.map(|n| n.to_string()).unwrap_or_default(),
+                    total.map(|t| format!("{t:.1}")).unwrap_or_default()
+                );
+            }
+        }
+        AuditCommand::Show { id, db } => {
+            let store = open_store(data_dir, &db).await?;
+            println!("{}", serde_json::to_string_pretty(&store.get(&id).await?)?);
+        }
+        AuditCommand::Verify { db } => {
+            let store = open_store(data_dir, &db).await?;
+            let v = crate::audit::chain::verify(&store).await?;
+            println!("{}", serde_json::to_string(&v)?);
+            return Ok(if v.ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        AuditCommand::Export { format: ExportFormat::Jsonl, db } => {
+            let store = open_store(data_dir, &db).await?;
+            for r in store.all().await? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! read-only SQL query, inside a sandbox. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod code;
 pub mod config;
@@ -14,4 +15,5 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod sql;
+pub mod ui;
 pub mod verdict;

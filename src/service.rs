@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::audit::keys::Principal;
+use crate::audit::{AuditStore, Finish, NewExecution};
 use crate::config::DataDir;
 use crate::environment::Environments;
 use crate::executor::{ChildLimits, ExecError, Executor, Job, Outcome};
@@ -85,6 +87,30 @@ pub enum ServiceError {
     QueueFull { waiting: usize },
     #[error("sluice is starting up (warming the Python environment); retry shortly")]
     NotReady,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the audit log cannot be written, so nothing runs: {0}")]
+    AuditUnavailable(String),
+}
+
+impl ServiceError {
+    /// The status an audit record gets for a request that did not run.
+    fn audit_status(&self) -> &'static str {
+        match self {
+            ServiceError::BadRequest { .. } => "bad_request",
+            ServiceError::QueueFull { .. } => "queue_full",
+            ServiceError::NotReady => "not_ready",
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::AuditUnavailable(_) => "internal_error",
+        }
+    }
+}
+
+/// Who sent a request, from where.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub client_addr: Option<String>,
 }
 
 /// What `App::build` needs.
@@ -100,6 +126,8 @@ pub struct AppConfig {
     pub queue: usize,
     /// Print environment-building progress to stderr.
     pub progress: bool,
+    /// `None`: SQLite `audit.sqlite` in the data dir.
+    pub audit_database: Option<String>,
 }
 
 impl AppConfig {
@@ -112,6 +140,7 @@ impl AppConfig {
             concurrency: cpus,
             queue: cpus * 16,
             progress: true,
+            audit_database: None,
         }
     }
 }
@@ -130,12 +159,15 @@ pub enum StartError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Jail(#[from] crate::jail::JailError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
 
 pub struct App {
     pub policies: Policies,
+    pub audit: AuditStore,
     source: DataSource,
     executor: Arc<Executor>,
     admission: Admission,
@@ -149,6 +181,13 @@ impl App {
         let data = DataDir::new(&cfg.data_dir);
         create_private_dir(data.root())?;
         let policies = Policies::load(cfg.policies_dir.as_deref())?;
+        let audit = AuditStore::open(&audit_url(&cfg)).await?;
+        let interrupted = audit.mark_interrupted().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                "marked {interrupted} audit row(s) left `running` by a stopped server as `interrupted`"
+            );
+        }
         for p in policies.iter() {
             if !Environments::names().any(|n| n == p.environment) {
                 return Err(StartError::Policy(crate::policy::PolicyError::Invalid {
@@ -196,6 +235,7 @@ impl App {
         let executor = Arc::new(Executor::new(files, data.scratch(), built, jail));
         Ok(App {
             policies,
+            audit,
             source,
             executor,
             admission: Admission::new(cfg.concurrency.max(1), cfg.queue),
@@ -245,8 +285,88 @@ impl App {
         (ready, body)
     }
 
-    /// Run one request to a verdict.
-    pub async fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse, ServiceError> {
+    /// Run one request to a verdict, on the record: the audit row is
+    /// written before any work and completed with the outcome, whatever it is.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ServiceError> {
+        let id = Uuid::now_v7();
+        let policy = self.policies.get(req.policy.as_deref().unwrap_or("default"));
+        let start = NewExecution {
+            execution_id: id,
+            principal: caller.principal.label(),
+            client_addr: caller.client_addr.clone(),
+            policy: Some(req.policy.clone().unwrap_or_else(|| "default".into())),
+            environment: policy.map(|p| p.environment.clone()),
+            sql_query: Some(req.sql_query.clone()),
+            params: Some(Value::Array(req.params.clone())),
+            classifier_code: Some(req.classifier_code.clone()),
+        };
+        self.audit.start(&start).await.map_err(|e| {
+            tracing::error!("audit insert failed: {e}");
+            ServiceError::AuditUnavailable("the audit database refused the insert".into())
+        })?;
+        let result = self.execute_recorded(id, caller, req).await;
+        let finish = match &result {
+            Ok(r) => Finish {
+                status: r.status.as_str().into(),
+                error: r.error.clone(),
+                row_count: r.row_count.map(|n| n as i64),
+                timings_ms: serde_json::to_value(&r.timings_ms).ok(),
+                resources: serde_json::to_value(&r.resources).ok(),
+                exit_signal: r.exit_signal.map(i64::from),
+                blocked_syscall: r
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.get("syscall"))
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            },
+            Err(e) => Finish {
+                status: e.audit_status().into(),
+                error: Some(json!({"category": e.audit_status(), "message": e.to_string()})),
+                ..Default::default()
+            },
+        };
+        if let Err(e) = self.audit.finish(id, &finish).await {
+            // The verdict stands; the row stays `running` and says so.
+            tracing::error!(execution_id = %id, "audit completion failed: {e}");
+        }
+        result
+    }
+
+    /// Record a request that could not even be parsed (HTTP 400).
+    pub async fn record_rejected(&self, caller: &Caller, message: &str) {
+        let id = Uuid::now_v7();
+        let start = NewExecution {
+            execution_id: id,
+            principal: caller.principal.label(),
+            client_addr: caller.client_addr.clone(),
+            ..Default::default()
+        };
+        let finish = Finish {
+            status: "bad_request".into(),
+            error: Some(json!({"category": "bad_request", "message": message})),
+            ..Default::default()
+        };
+        if let Err(e) = async {
+            self.audit.start(&start).await?;
+            self.audit.finish(id, &finish).await
+        }
+        .await
+        {
+            tracing::error!("auditing a rejected request failed: {e}");
+        }
+    }
+
+    async fn execute_recorded(
+        &self,
+        id: Uuid,
+        caller: &Caller,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ServiceError> {
         let started = Instant::now();
         let policy_name = req.policy.clone().unwrap_or_else(|| "default".into());
         let policy = self.policies.get(&policy_name).ok_or_else(|| ServiceError::BadRequest {
@@ -256,6 +376,13 @@ impl App {
                 self.policies.names().collect::<Vec<_>>().join(", ")
             ),
         })?;
+        if !caller.principal.may_use_policy(&policy.name) {
+            return Err(ServiceError::Forbidden(format!(
+                "this key may not use policy `{}`; it may use: {}",
+                policy.name,
+                caller.principal.policies.as_deref().unwrap_or_default().join(", ")
+            )));
+        }
         let limits = policy
             .request_limits(req.timeout, req.max_memory)
             .map_err(|e| ServiceError::BadRequest { field: e.field.into(), message: e.message })?;
@@ -275,7 +402,7 @@ impl App {
         }
         let _permit = self.admission.enter().await?;
 
-        let mut resp = ExecuteResponse::new(Uuid::now_v7(), policy);
+        let mut resp = ExecuteResponse::new(id, policy);
         let code = code::extract(&req.classifier_code);
 
         let t_sql = Instant::now();
@@ -337,6 +464,13 @@ impl App {
         resp.timings_ms.total = ms(started);
         Ok(resp)
     }
+}
+
+/// The audit database URL of a configuration.
+pub fn audit_url(cfg: &AppConfig) -> String {
+    cfg.audit_database.clone().unwrap_or_else(|| {
+        format!("sqlite://{}", DataDir::new(&cfg.data_dir).root().join("audit.sqlite").display())
+    })
 }
 
 fn ms(t: Instant) -> f64 {

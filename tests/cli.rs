@@ -97,7 +97,7 @@ fn serve_prints_its_address_and_answers_the_readme_request() {
     let mut child = sluice()
         .args(["serve", "--bind", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -115,6 +115,7 @@ fn serve_prints_its_address_and_answers_the_readme_request() {
         let r = reqwest::Client::new()
             .post(format!("{base}/execute-classifier"))
             .header("content-type", "application/json")
+            .bearer_auth(common::key())
             .body(body)
             .timeout(Duration::from_secs(60))
             .send()
@@ -124,6 +125,7 @@ fn serve_prints_its_address_and_answers_the_readme_request() {
     });
     child.kill().unwrap();
     child.wait().unwrap();
+    drop(child.stderr.take());
     assert_eq!(status, 200, "{v}");
     common::assert_status(&v, "success");
     assert_eq!(v["row_count"], 150);

@@ -15,6 +15,10 @@ pub enum ApiError {
     MethodNotAllowed,
     QueueFull { message: String },
     NotReady { message: String },
+    Unauthorized { message: String },
+    Forbidden { message: String },
+    NotFoundRecord { message: String },
+    Internal { message: String },
 }
 
 impl From<ServiceError> for ApiError {
@@ -25,6 +29,8 @@ impl From<ServiceError> for ApiError {
             }
             e @ ServiceError::QueueFull { .. } => ApiError::QueueFull { message: e.to_string() },
             e @ ServiceError::NotReady => ApiError::NotReady { message: e.to_string() },
+            ServiceError::Forbidden(message) => ApiError::Forbidden { message },
+            e @ ServiceError::AuditUnavailable(_) => ApiError::NotReady { message: e.to_string() },
         }
     }
 }
@@ -61,15 +67,41 @@ impl IntoResponse for ApiError {
             ),
             ApiError::QueueFull { message } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", message, None),
             ApiError::NotReady { message } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", message, None),
+            ApiError::Unauthorized { message } => (StatusCode::UNAUTHORIZED, "unauthorized", message, None),
+            ApiError::Forbidden { message } => (StatusCode::FORBIDDEN, "forbidden", message, None),
+            ApiError::NotFoundRecord { message } => (StatusCode::NOT_FOUND, "not_found", message, None),
+            ApiError::Internal { message } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message, None)
+            }
         };
         let mut body = json!({"error": {"code": code, "message": message}});
         if let Some(f) = field {
             body["error"]["field"] = json!(f);
         }
         let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        match e {
+            crate::audit::AuditError::NotFound(what) => {
+                ApiError::NotFoundRecord { message: format!("no record {what}") }
+            }
+            crate::audit::AuditError::Filter { field, message } => {
+                ApiError::BadRequest { field: Some(field.into()), message }
+            }
+            other => {
+                tracing::error!("audit store: {other}");
+                ApiError::Internal { message: "the audit store failed; see the server log".into() }
+            }
+        }
     }
 }

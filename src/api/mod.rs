@@ -5,16 +5,19 @@ pub mod error;
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::service::{App, ExecuteRequest};
+use crate::audit::keys::Role;
+use crate::service::{App, Caller, ExecuteRequest};
 use crate::verdict::Status;
 pub use error::ApiError;
 
@@ -22,8 +25,17 @@ pub use error::ApiError;
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    // Everything but the health checks needs a key.
+    let protected = Router::new()
         .route("/execute-classifier", post(execute))
+        .route("/audit", get(audit_list))
+        .route("/audit/verify", get(audit_verify))
+        .route("/audit/{id}", get(audit_get))
+        .merge(crate::ui::routes())
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .merge(protected)
+        .merge(crate::ui::public_routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -32,19 +44,114 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The bearer key (or, for the review pages, the session cookie) → the
+/// caller, or 401.
+async fn authenticate(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").map(|k| k.trim().to_string()))
+        .or_else(|| crate::ui::session_key(req.headers()));
+    let Some(key) = presented else {
+        if req.uri().path().starts_with("/ui/") {
+            return crate::ui::login_redirect(req.uri());
+        }
+        return ApiError::Unauthorized {
+            message:
+                "missing API key: send `Authorization: Bearer <key>` (create one with `sluice keys create`)"
+                    .into(),
+        }
+        .into_response();
+    };
+    match app.audit.authenticate(&key).await {
+        Ok(Some(principal)) => {
+            req.extensions_mut().insert(Caller { principal, client_addr: Some(addr.to_string()) });
+            next.run(req).await
+        }
+        Ok(None) => ApiError::Unauthorized { message: "unknown or revoked API key".into() }.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// 403 unless the caller's key has `role` (admin has every role).
+pub fn require(caller: &Caller, role: Role) -> Result<(), ApiError> {
+    if caller.principal.has(role) {
+        return Ok(());
+    }
+    let name = |r: &Role| format!("{r:?}").to_lowercase();
+    let have: Vec<String> = caller.principal.roles.iter().map(name).collect();
+    Err(ApiError::Forbidden {
+        message: format!(
+            "this key ({}) has role(s) {}; this endpoint needs `{}`",
+            caller.principal.label(),
+            have.join(", "),
+            name(&role)
+        ),
+    })
+}
+
 async fn execute(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-        _ => ApiError::BadRequest { field: None, message: format!("could not read the body: {e}") },
-    })?;
-    let req: ExecuteRequest = parse_json(&body)?;
-    let resp = app.execute(req).await?;
+    require(&caller, Role::Execute)?;
+    let req = body
+        .map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+            _ => ApiError::BadRequest { field: None, message: format!("could not read the body: {e}") },
+        })
+        .and_then(|b| parse_json::<ExecuteRequest>(&b));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => {
+            // Audited too: a malformed request is still a request.
+            let msg = match &e {
+                ApiError::BadRequest { message, .. } => message.clone(),
+                ApiError::PayloadTooLarge { limit } => format!("body over {limit} bytes"),
+                _ => "unreadable request".into(),
+            };
+            app.record_rejected(&caller, &msg).await;
+            return Err(e);
+        }
+    };
+    let resp = app.execute(&caller, req).await?;
     let code =
         if resp.status == Status::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
     Ok((code, axum::Json(resp)).into_response())
+}
+
+async fn audit_list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    filter: Result<Query<crate::audit::Filter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Audit)?;
+    let Query(filter) = filter.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
+    Ok(axum::Json(app.audit.list(&filter).await?).into_response())
+}
+
+async fn audit_get(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Audit)?;
+    Ok(axum::Json(app.audit.get(&id).await?).into_response())
+}
+
+async fn audit_verify(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Audit)?;
+    Ok(axum::Json(crate::audit::chain::verify(&app.audit).await?).into_response())
 }
 
 /// serde's messages name the field (`unknown field `x`, expected one of …`,

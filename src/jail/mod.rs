@@ -185,8 +185,10 @@ mod tests {
     }
 
     fn jail() -> Jail {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let policies = Policies::load(None).unwrap();
-        let dir = std::env::temp_dir().join(format!("sluice-jail-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("sluice-jail-test-{}-{n}", std::process::id()));
         let mut j = Jail::prepare(&policies, None, &dir).unwrap();
         j.cgroups = Err("not in this test".into());
         j

@@ -94,8 +94,32 @@ pub fn shared() -> &'static Server {
     S.get_or_init(|| start(Options::default()))
 }
 
+/// An admin key in the shared audit store (made once per test process).
+pub fn key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        // Its own thread: tests call this from inside their runtimes.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                std::fs::create_dir_all(data_dir()).unwrap();
+                let url = format!("sqlite://{}", data_dir().join("audit.sqlite").display());
+                let store = sluice::audit::AuditStore::open(&url).await.unwrap();
+                let (_, secret) =
+                    store.create_key("tests", &[sluice::audit::keys::Role::Admin], None).await.unwrap();
+                secret
+            })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A client that sends the test key with every request.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", key()).parse().unwrap());
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).default_headers(headers).build().unwrap()
 }
 
 /// POST /execute-classifier; returns (HTTP status, body).

@@ -1,0 +1,420 @@
+//! The audit store: one row per request, inserted as `running` before any
+//! work and completed afterwards, linked into a SHA-256 chain in the order
+//! rows complete. SQLite (default, in the data dir) or PostgreSQL, through
+//! sqlx's `Any` driver with one migrations folder per backend.
+//!
+//! Nothing here edits or deletes a completed row. Writers serialize on the
+//! chain head (SQLite `BEGIN IMMEDIATE`, PostgreSQL `SELECT … FOR UPDATE`),
+//! so several sluice processes can share one store without forking the chain.
+
+pub mod chain;
+pub mod keys;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use uuid::Uuid;
+
+use crate::sql::redact;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit database {url}: {message}")]
+    Open { url: String, message: String },
+    #[error("audit database migration failed: {0}")]
+    Migrate(String),
+    #[error("audit database: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("no execution {0}")]
+    NotFound(String),
+    #[error("invalid filter `{field}`: {message}")]
+    Filter { field: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct AuditStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// Identifies this process's rows, to find the ones a crash left behind.
+    server_id: String,
+}
+
+/// What is known about a request when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct NewExecution {
+    pub execution_id: Uuid,
+    pub principal: String,
+    pub client_addr: Option<String>,
+    pub policy: Option<String>,
+    pub environment: Option<String>,
+    pub sql_query: Option<String>,
+    pub params: Option<Value>,
+    pub classifier_code: Option<String>,
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub status: String,
+    pub error: Option<Value>,
+    pub row_count: Option<i64>,
+    pub timings_ms: Option<Value>,
+    pub resources: Option<Value>,
+    pub exit_signal: Option<i64>,
+    pub blocked_syscall: Option<String>,
+}
+
+/// One audit record (DESIGN §3 `GET /audit`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub execution_id: String,
+    pub status: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub principal: String,
+    pub client_addr: Option<String>,
+    pub policy: Option<String>,
+    pub environment: Option<String>,
+    pub sql_query: Option<String>,
+    pub sql_sha256: Option<String>,
+    pub params: Option<Value>,
+    pub classifier_code: Option<String>,
+    pub code_sha256: Option<String>,
+    pub error: Option<Value>,
+    pub row_count: Option<i64>,
+    pub timings_ms: Option<Value>,
+    pub resources: Option<Value>,
+    pub exit_signal: Option<i64>,
+    pub blocked_syscall: Option<String>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// `GET /audit` filters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub principal: Option<String>,
+    pub policy: Option<String>,
+    pub code_sha256: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// A page of records, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub records: Vec<Record>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Now, as RFC 3339 UTC with milliseconds (sorts as text).
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).expect("formattable")
+}
+
+/// Normalize a caller's RFC 3339 time to our stored form.
+fn parse_time(field: &'static str, s: &str) -> Result<String, AuditError> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        AuditError::Filter {
+            field,
+            message: format!("`{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T16:00:00Z"),
+        }
+    })?;
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    Ok(t.to_offset(time::UtcOffset::UTC).format(&fmt).expect("formattable"))
+}
+
+/// This process, on this host, since this boot of it.
+fn server_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let pid = std::process::id();
+    format!("{}:{}:{}", host.trim(), pid, process_start(pid).unwrap_or_default())
+}
+
+/// A process's start time in clock ticks since boot (field 22 of stat).
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19).map(String::from)
+}
+
+const COLUMNS: &str = "execution_id, status, created_at, finished_at, principal, client_addr, policy, environment, \
+    sql_query, sql_sha256, params, classifier_code, code_sha256, error, row_count, timings_ms, resources, \
+    exit_signal, blocked_syscall, prev_hash, hash";
+
+fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>, sqlx::Error> {
+    let text: Option<String> = row.try_get(col)?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+fn record_from(row: &AnyRow) -> Result<Record, sqlx::Error> {
+    Ok(Record {
+        execution_id: row.try_get("execution_id")?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+        principal: row.try_get("principal")?,
+        client_addr: row.try_get("client_addr")?,
+        policy: row.try_get("policy")?,
+        environment: row.try_get("environment")?,
+        sql_query: row.try_get("sql_query")?,
+        sql_sha256: row.try_get("sql_sha256")?,
+        params: json_col(row, "params")?,
+        classifier_code: row.try_get("classifier_code")?,
+        code_sha256: row.try_get("code_sha256")?,
+        error: json_col(row, "error")?,
+        row_count: row.try_get("row_count")?,
+        timings_ms: json_col(row, "timings_ms")?,
+        resources: json_col(row, "resources")?,
+        exit_signal: row.try_get("exit_signal")?,
+        blocked_syscall: row.try_get("blocked_syscall")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// SQL assembled in this module from constant text and `$n` placeholders;
+/// every value is bound, never formatted in.
+fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+fn to_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+impl AuditStore {
+    /// Open (creating a SQLite file if needed) and migrate.
+    pub async fn open(url: &str) -> Result<AuditStore, AuditError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(AuditError::Open {
+                url: redact(url),
+                message: "use sqlite://PATH or postgres://…".into(),
+            });
+        };
+        let url_full = match backend {
+            // Create the file on first use; wait for writers instead of failing.
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let open_err = |e: sqlx::Error| AuditError::Open { url: redact(url), message: e.to_string() };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url_full)
+            .await
+            .map_err(open_err)?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        // Several sluice processes may start on one store at once; one of
+        // them applies a migration, the others see it applied on retry.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!("audit migration attempt {attempt} failed ({e}); retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(AuditError::Migrate(e.to_string())),
+            }
+        }
+        Ok(AuditStore { pool, backend, server_id: server_identity() })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Insert the `running` row of a request, before any work.
+    pub async fn start(&self, e: &NewExecution) -> Result<(), AuditError> {
+        sqlx::query(
+            "INSERT INTO executions (execution_id, status, created_at, principal, client_addr, policy, environment, \
+             sql_query, sql_sha256, params, classifier_code, code_sha256, server_id) \
+             VALUES ($1, 'running', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(e.execution_id.to_string())
+        .bind(now())
+        .bind(&e.principal)
+        .bind(&e.client_addr)
+        .bind(&e.policy)
+        .bind(&e.environment)
+        .bind(&e.sql_query)
+        .bind(e.sql_query.as_deref().map(sha256_hex))
+        .bind(to_text(&e.params))
+        .bind(&e.classifier_code)
+        .bind(e.classifier_code.as_deref().map(sha256_hex))
+        .bind(&self.server_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Complete a row and link it into the chain.
+    pub async fn finish(&self, id: Uuid, f: &Finish) -> Result<(), AuditError> {
+        chain::complete(self, &id.to_string(), f).await
+    }
+
+    /// Mark `running` rows whose server process is gone as `interrupted`
+    /// (their original fields are kept). Returns how many.
+    pub async fn mark_interrupted(&self) -> Result<u64, AuditError> {
+        let rows = sqlx::query("SELECT execution_id, server_id FROM executions WHERE status = 'running'")
+            .fetch_all(&self.pool)
+            .await?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let mut n = 0;
+        for row in rows {
+            let id: String = row.try_get("execution_id")?;
+            let server: String = row.try_get("server_id")?;
+            let mut parts = server.splitn(3, ':');
+            let (h, pid, start) = (parts.next(), parts.next(), parts.next());
+            // Only this host's processes can be checked; another host's
+            // server may still be working on its row.
+            if h != Some(host.trim()) || server == self.server_id {
+                continue;
+            }
+            let alive = pid
+                .and_then(|p| p.parse::<u32>().ok())
+                .and_then(process_start)
+                .is_some_and(|s| Some(s.as_str()) == start);
+            if !alive {
+                let f = Finish {
+                    status: "interrupted".into(),
+                    error: Some(serde_json::json!({
+                        "category": "interrupted",
+                        "message": "the sluice process running this request stopped before it finished",
+                    })),
+                    ..Default::default()
+                };
+                chain::complete(self, &id, &f).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Record, AuditError> {
+        let row = sqlx::query(trusted(format!("SELECT {COLUMNS} FROM executions WHERE execution_id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| AuditError::NotFound(id.into()))?;
+        Ok(record_from(&row)?)
+    }
+
+    /// Records matching `f`, newest first, with a cursor for the next page.
+    pub async fn list(&self, f: &Filter) -> Result<Page, AuditError> {
+        let limit = f.limit.unwrap_or(50).clamp(1, 500) as i64;
+        let mut sql = format!("SELECT seq, {COLUMNS} FROM executions WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let add = |cond: &str, v: String, args: &mut Vec<String>| {
+            args.push(v);
+            format!(" AND {cond} ${}", args.len())
+        };
+        if let Some(v) = &f.status {
+            sql += &add("status =", v.clone(), &mut args);
+        }
+        if let Some(v) = &f.principal {
+            sql += &add("principal =", v.clone(), &mut args);
+        }
+        if let Some(v) = &f.policy {
+            sql += &add("policy =", v.clone(), &mut args);
+        }
+        if let Some(v) = &f.code_sha256 {
+            sql += &add("code_sha256 =", v.to_ascii_lowercase(), &mut args);
+        }
+        if let Some(v) = &f.since {
+            sql += &add("created_at >=", parse_time("since", v)?, &mut args);
+        }
+        if let Some(v) = &f.until {
+            sql += &add("created_at <", parse_time("until", v)?, &mut args);
+        }
+        let mut cursor_seq = None;
+        if let Some(c) = &f.cursor {
+            let seq: i64 = c.parse().map_err(|_| AuditError::Filter {
+                field: "cursor",
+                message: "use the `next_cursor` of the previous page".into(),
+            })?;
+            cursor_seq = Some(seq);
+            sql += &format!(" AND seq < ${}", args.len() + 1);
+        }
+        sql += &format!(" ORDER BY seq DESC LIMIT {}", limit + 1);
+        let mut q = sqlx::query(trusted(sql));
+        for a in &args {
+            q = q.bind(a.clone());
+        }
+        if let Some(s) = cursor_seq {
+            q = q.bind(s);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let more = rows.len() as i64 > limit;
+        let mut records = Vec::new();
+        let mut last_seq = None;
+        for row in rows.iter().take(limit as usize) {
+            last_seq = Some(row.try_get::<i64, _>("seq")?);
+            records.push(record_from(row)?);
+        }
+        Ok(Page { records, next_cursor: if more { last_seq.map(|s| s.to_string()) } else { None } })
+    }
+
+    /// Every record in chain order (for export and verification).
+    pub async fn chain_records(&self) -> Result<Vec<(i64, Record)>, AuditError> {
+        let rows = sqlx::query(trusted(format!(
+            "SELECT chain_seq, {COLUMNS} FROM executions WHERE chain_seq IS NOT NULL ORDER BY chain_seq"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get::<i64, _>("chain_seq")?, record_from(r)?))).collect()
+    }
+
+    /// Every record, oldest first (export).
+    pub async fn all(&self) -> Result<Vec<Record>, AuditError> {
+        let rows = sqlx::query(trusted(format!("SELECT {COLUMNS} FROM executions ORDER BY seq")))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(record_from).collect::<Result<_, _>>()?)
+    }
+}

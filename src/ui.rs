@@ -1,0 +1,326 @@
+//! The audit review page for people: server-rendered HTML (no JavaScript),
+//! filters, a table of executions, a detail view. Protected by the same
+//! keys as the API (role `audit`): a browser signs in once on /ui/login,
+//! which keeps the key in an HttpOnly, SameSite=Strict cookie.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::{ApiError, require};
+use crate::audit::keys::Role;
+use crate::audit::{Filter, Record};
+use crate::service::{App, Caller};
+
+const COOKIE: &str = "sluice_key";
+
+/// Pages that need a signed-in `audit` key.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route("/ui/audit", get(list)).route("/ui/audit/{id}", get(detail))
+}
+
+/// The sign-in page (no key needed to see it).
+pub fn public_routes() -> Router<Arc<App>> {
+    Router::new().route("/ui/login", get(login_form).post(login))
+}
+
+/// The key from the session cookie, if any.
+pub fn session_key(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        c.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(&format!("{COOKIE}=")).map(String::from))
+    })
+}
+
+pub fn login_redirect(uri: &Uri) -> Response {
+    let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/ui/audit");
+    Redirect::to(&format!("/ui/login?next={}", urlencode(next))).into_response()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} · sluice</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem; color: #1b1f24; }}
+h1 {{ font-size: 1.3rem; }} a {{ color: #0b5cad; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #d8dee4; vertical-align: top; }}
+th {{ background: #f3f5f7; }}
+form.filters {{ display: flex; flex-wrap: wrap; gap: .5rem; margin-bottom: 1rem; align-items: end; }}
+form.filters label {{ display: flex; flex-direction: column; font-size: 12px; color: #57606a; }}
+pre {{ background: #f6f8fa; padding: .6rem; overflow-x: auto; white-space: pre-wrap; }}
+.status {{ font-weight: 600; }} .success {{ color: #1a7f37; }} .error {{ color: #b42318; }}
+dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }} dt {{ color: #57606a; }}
+</style></head><body>{body}</body></html>"#,
+        title = esc(title)
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    error: Option<String>,
+}
+
+async fn login_form(Query(q): Query<LoginQuery>) -> Html<String> {
+    let next = q.next.unwrap_or_else(|| "/ui/audit".into());
+    let err = if q.error.is_some() {
+        "<p class=\"error\">That key is unknown, revoked, or lacks the audit role.</p>"
+    } else {
+        ""
+    };
+    page(
+        "Sign in",
+        &format!(
+            r#"<h1>sluice audit log</h1>{err}
+<form method="post" action="/ui/login">
+<input type="hidden" name="next" value="{next}">
+<label>API key with the <code>audit</code> role <input type="password" name="key" size="60" autofocus></label>
+<button type="submit">Sign in</button></form>"#,
+            next = esc(&next)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    key: String,
+    next: Option<String>,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Response {
+    let ok = matches!(app.audit.authenticate(f.key.trim()).await, Ok(Some(p)) if p.has(Role::Audit));
+    if !ok {
+        return Redirect::to("/ui/login?error=1").into_response();
+    }
+    // Only local paths: never redirect off-site.
+    let next = f
+        .next
+        .filter(|n| n.starts_with("/ui/") && !n.starts_with("//"))
+        .unwrap_or_else(|| "/ui/audit".into());
+    let mut resp = Redirect::to(&next).into_response();
+    let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/ui", f.key.trim());
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+const STATUSES: &[&str] = &[
+    "success",
+    "sql_rejected",
+    "sql_error",
+    "sql_timeout",
+    "row_limit",
+    "syntax_error",
+    "missing_entrypoint",
+    "runtime_error",
+    "invalid_output",
+    "timeout",
+    "memory_limit",
+    "output_limit",
+    "security_violation",
+    "internal_error",
+    "bad_request",
+    "forbidden",
+    "queue_full",
+    "not_ready",
+    "running",
+    "interrupted",
+];
+
+fn status_class(s: &str) -> &'static str {
+    if s == "success" { "success" } else { "error" }
+}
+
+fn total_ms(r: &Record) -> String {
+    r.timings_ms
+        .as_ref()
+        .and_then(|t| t.get("total"))
+        .and_then(Value::as_f64)
+        .map(|t| format!("{t:.1}"))
+        .unwrap_or_default()
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Query(f): Query<Filter>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Audit)?;
+    let f = Filter {
+        status: f.status.filter(|s| !s.is_empty()),
+        principal: f.principal.filter(|s| !s.is_empty()),
+        policy: f.policy.filter(|s| !s.is_empty()),
+        code_sha256: f.code_sha256.filter(|s| !s.is_empty()),
+        since: f.since.filter(|s| !s.is_empty()),
+        until: f.until.filter(|s| !s.is_empty()),
+        limit: f.limit,
+        cursor: f.cursor.filter(|s| !s.is_empty()),
+    };
+    let page_data = app.audit.list(&f).await?;
+    let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    let mut status_opts = String::from("<option value=\"\">any</option>");
+    for s in STATUSES {
+        let sel = if f.status.as_deref() == Some(*s) { " selected" } else { "" };
+        status_opts += &format!("<option{sel}>{s}</option>");
+    }
+    let mut rows = String::new();
+    for r in &page_data.records {
+        rows += &format!(
+            "<tr><td>{}</td><td><a href=\"/ui/audit/{id}\">{id}</a></td><td class=\"status {}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.created_at),
+            status_class(&r.status),
+            esc(&r.status),
+            esc(&r.principal),
+            opt(&r.policy),
+            r.row_count.map(|n| n.to_string()).unwrap_or_default(),
+            total_ms(r),
+            id = esc(&r.execution_id),
+        );
+    }
+    if rows.is_empty() {
+        rows = "<tr><td colspan=\"7\">No executions match.</td></tr>".into();
+    }
+    let more = match &page_data.next_cursor {
+        Some(c) => {
+            let mut q = vec![format!("cursor={}", urlencode(c))];
+            for (k, v) in [
+                ("status", &f.status),
+                ("principal", &f.principal),
+                ("policy", &f.policy),
+                ("code_sha256", &f.code_sha256),
+                ("since", &f.since),
+                ("until", &f.until),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", urlencode(v)));
+                }
+            }
+            format!("<p><a href=\"/ui/audit?{}\">Older executions →</a></p>", q.join("&amp;"))
+        }
+        None => String::new(),
+    };
+    let body = format!(
+        r#"<h1>Executions</h1>
+<form class="filters" method="get" action="/ui/audit">
+<label>status <select name="status">{status_opts}</select></label>
+<label>principal <input name="principal" value="{principal}"></label>
+<label>policy <input name="policy" value="{policy}"></label>
+<label>code sha256 <input name="code_sha256" value="{code}" size="20"></label>
+<label>since (RFC 3339) <input name="since" value="{since}" placeholder="2026-11-22T00:00:00Z"></label>
+<label>until <input name="until" value="{until}"></label>
+<button type="submit">Filter</button> <a href="/ui/audit">clear</a>
+</form>
+<table><thead><tr><th>created</th><th>execution</th><th>status</th><th>principal</th><th>policy</th><th>rows</th><th>total ms</th></tr></thead>
+<tbody>{rows}</tbody></table>{more}"#,
+        principal = opt(&f.principal),
+        policy = opt(&f.policy),
+        code = opt(&f.code_sha256),
+        since = opt(&f.since),
+        until = opt(&f.until),
+    );
+    Ok(page("Executions", &body).into_response())
+}
+
+async fn detail(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Audit)?;
+    let r = match app.audit.get(&id).await {
+        Ok(r) => r,
+        Err(crate::audit::AuditError::NotFound(_)) => {
+            return Ok((
+                StatusCode::NOT_FOUND,
+                page("Not found", "<h1>No such execution</h1><p><a href=\"/ui/audit\">Back</a></p>"),
+            )
+                .into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let json = |v: &Option<Value>| {
+        v.as_ref().map(|v| serde_json::to_string_pretty(v).unwrap_or_default()).unwrap_or_default()
+    };
+    let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    let body = format!(
+        r#"<p><a href="/ui/audit">← all executions</a></p>
+<h1>Execution {id}</h1>
+<dl>
+<dt>status</dt><dd class="status {class}">{status}</dd>
+<dt>created</dt><dd>{created}</dd><dt>finished</dt><dd>{finished}</dd>
+<dt>principal</dt><dd>{principal}</dd><dt>client</dt><dd>{client}</dd>
+<dt>policy</dt><dd>{policy}</dd><dt>environment</dt><dd>{env}</dd>
+<dt>rows</dt><dd>{rows}</dd><dt>exit signal</dt><dd>{signal}</dd><dt>blocked syscall</dt><dd>{syscall}</dd>
+<dt>sql sha256</dt><dd><code>{sql_sha}</code></dd><dt>code sha256</dt><dd><code>{code_sha}</code></dd>
+<dt>hash</dt><dd><code>{hash}</code></dd><dt>previous hash</dt><dd><code>{prev}</code></dd>
+</dl>
+<h2>Error</h2><pre class="error-detail">{error}</pre>
+<h2>SQL</h2><pre>{sql}</pre>
+<h2>Parameters</h2><pre>{params}</pre>
+<h2>Code</h2><pre>{code}</pre>
+<h2>Timings (ms)</h2><pre>{timings}</pre>
+<h2>Resources</h2><pre>{resources}</pre>"#,
+        id = esc(&r.execution_id),
+        class = status_class(&r.status),
+        status = esc(&r.status),
+        created = esc(&r.created_at),
+        finished = opt(&r.finished_at),
+        principal = esc(&r.principal),
+        client = opt(&r.client_addr),
+        policy = opt(&r.policy),
+        env = opt(&r.environment),
+        rows = r.row_count.map(|n| n.to_string()).unwrap_or_default(),
+        signal = r.exit_signal.map(|n| n.to_string()).unwrap_or_default(),
+        syscall = opt(&r.blocked_syscall),
+        sql_sha = opt(&r.sql_sha256),
+        code_sha = opt(&r.code_sha256),
+        hash = opt(&r.hash),
+        prev = opt(&r.prev_hash),
+        error = esc(&json(&r.error)),
+        sql = opt(&r.sql_query),
+        params = esc(&json(&r.params)),
+        code = opt(&r.classifier_code),
+        timings = esc(&json(&r.timings_ms)),
+        resources = esc(&json(&r.resources)),
+    );
+    Ok(page(&format!("Execution {}", r.execution_id), &body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaping_and_cookies() {
+        assert_eq!(super::esc("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(axum::http::header::COOKIE, "a=1; sluice_key=sluice_abc; b=2".parse().unwrap());
+        assert_eq!(super::session_key(&h).as_deref(), Some("sluice_abc"));
+    }
+}
