@@ -59,6 +59,7 @@ async fn files_outside_the_scratch_dir_are_invisible() {
     let data = common::data_dir();
     denied_path(&format!("open({:?}, 'rb').read(16)", data.join("demo.sqlite").display().to_string())).await;
     denied_path(&format!("os.listdir({:?})", data.display().to_string())).await;
+    denied_path(&format!("open({:?}, 'rb').read(16)", data.join("audit.sqlite").display().to_string())).await;
     denied_path("open('/tmp/sluice-escape-test', 'w').write('x')").await;
     denied_path("open('/dev/shm/sluice-escape-test', 'w').write('x')").await;
     denied_path(&format!("open('/proc/{}/environ').read()", std::process::id())).await;

@@ -1,0 +1,411 @@
+//! API keys and the audit log: roles, one row per request whatever its
+//! ending, the hash chain under concurrent writers (SQLite and PostgreSQL),
+//! tamper detection, crash recovery, pagination and filters.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{assert_status, client, shared};
+use serde_json::{Value, json};
+use sluice::audit::keys::Role;
+use sluice::audit::{AuditStore, Finish, NewExecution};
+use uuid::Uuid;
+
+fn temp_db(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "audit-{name}-{}-{}.sqlite",
+        std::process::id(),
+        Uuid::now_v7()
+    ));
+    format!("sqlite://{}", path.display())
+}
+
+async fn key_with(roles: &[Role], policies: Option<&[String]>) -> String {
+    shared().app.audit.create_key("test-role", roles, policies).await.unwrap().1
+}
+
+async fn post(key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(format!("{}/execute-classifier", shared().base)).json(&body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn get(key: &str, path: &str) -> (u16, Value) {
+    let r =
+        reqwest::Client::new().get(format!("{}{path}", shared().base)).bearer_auth(key).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+const OK: &str = "def classify(df):\n    return [0] * len(df)\n";
+
+#[tokio::test]
+async fn keys_roles_401_and_403() {
+    let body = json!({"sql_query": "SELECT 1 AS x", "classifier_code": OK});
+    let (status, v) = post(None, body.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let (status, _) = post(Some("sluice_not_a_key"), body.clone()).await;
+    assert_eq!(status, 401);
+
+    let auditor = key_with(&[Role::Audit], None).await;
+    let (status, v) = post(Some(&auditor), body.clone()).await;
+    assert_eq!(status, 403);
+    assert!(v["error"]["message"].as_str().unwrap().contains("needs `execute`"), "{v}");
+
+    let runner = key_with(&[Role::Execute], None).await;
+    let (status, v) = post(Some(&runner), body.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = get(&runner, "/audit").await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&auditor, "/audit").await;
+    assert_eq!(status, 200);
+
+    let tight_only = key_with(&[Role::Execute], Some(&["tight".to_string()])).await;
+    let (status, v) = post(Some(&tight_only), body.clone()).await;
+    assert_eq!(status, 403, "default policy is not allowed: {v}");
+    let (status, _) = post(
+        Some(&tight_only),
+        json!({"sql_query": "SELECT 1 AS x", "classifier_code": OK, "policy": "tight"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Revoked keys stop working at once; health checks need no key.
+    let (k, secret) = shared().app.audit.create_key("short-lived", &[Role::Execute], None).await.unwrap();
+    assert_eq!(post(Some(&secret), body.clone()).await.0, 200);
+    shared().app.audit.revoke_key(&k.id).await.unwrap();
+    assert_eq!(post(Some(&secret), body).await.0, 401);
+    let r = reqwest::Client::new().get(format!("{}/healthz", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+/// Each request, whatever its ending, leaves one complete record.
+#[tokio::test]
+async fn a_record_for_every_verdict() {
+    let cases = [
+        ("success", "SELECT * FROM iris LIMIT 3", OK.to_string(), json!({})),
+        ("sql_rejected", "DELETE FROM iris", OK.to_string(), json!({})),
+        ("sql_error", "SELECT nope FROM iris", OK.to_string(), json!({})),
+        ("row_limit", "SELECT * FROM iris", OK.to_string(), json!({"policy": "tight"})),
+        ("syntax_error", "SELECT 1 AS x", "def classify(df)\n".to_string(), json!({})),
+        ("missing_entrypoint", "SELECT 1 AS x", "x = 1\n".to_string(), json!({})),
+        ("runtime_error", "SELECT 1 AS x", "def classify(df):\n    1 / 0\n".to_string(), json!({})),
+        ("invalid_output", "SELECT 1 AS x", "def classify(df):\n    return []\n".to_string(), json!({})),
+        (
+            "timeout",
+            "SELECT 1 AS x",
+            "def classify(df):\n    while True: pass\n".to_string(),
+            json!({"timeout": 0.5}),
+        ),
+        (
+            "security_violation",
+            "SELECT 1 AS x",
+            "import socket\ndef classify(df):\n    socket.socket()\n".to_string(),
+            json!({}),
+        ),
+    ];
+    for (status, sql, code, extra) in cases {
+        let mut body = json!({"sql_query": sql, "classifier_code": code});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (_, v) = common::execute(&shared().base, body).await;
+        assert_status(&v, status);
+        let id = v["execution_id"].as_str().unwrap();
+        let (code_, rec) = get(common::key(), &format!("/audit/{id}")).await;
+        assert_eq!(code_, 200, "{rec}");
+        assert_eq!(rec["status"], status);
+        assert_eq!(rec["sql_query"], sql);
+        assert_eq!(rec["code_sha256"].as_str().unwrap().len(), 64);
+        assert!(rec["principal"].as_str().unwrap().starts_with("tests (k_"), "{rec}");
+        assert!(rec["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(rec["finished_at"].is_string() && rec["hash"].is_string() && rec["prev_hash"].is_string());
+        assert_eq!(rec["error"], v["error"]);
+        if status == "security_violation" {
+            assert_eq!(rec["blocked_syscall"], "socket");
+        }
+        if status == "success" {
+            assert_eq!(rec["row_count"], 3);
+            assert!(rec["resources"]["peak_memory_kb"].as_u64().unwrap() > 0);
+        }
+    }
+    // A malformed request is recorded too.
+    let r =
+        client().post(format!("{}/execute-classifier", shared().base)).body("{oops").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let (_, page) = get(common::key(), "/audit?status=bad_request&limit=5").await;
+    assert!(!page["records"].as_array().unwrap().is_empty(), "{page}");
+    let (code_, v) = get(common::key(), "/audit/verify").await;
+    assert_eq!(code_, 200);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[tokio::test]
+async fn pagination_and_filters() {
+    let (key, secret) = shared()
+        .app
+        .audit
+        .create_key(&format!("pager-{}", Uuid::now_v7()), &[Role::Admin], None)
+        .await
+        .unwrap();
+    let principal = format!("{} ({})", key.name, key.id);
+    let before = sluice::audit::now();
+    for i in 0..5 {
+        let code =
+            if i == 4 { "def classify(df):\n    return 1\n".to_string() } else { format!("# run {i}\n{OK}") };
+        let (status, _) =
+            post(Some(&secret), json!({"sql_query": "SELECT 1 AS x", "classifier_code": code})).await;
+        assert_eq!(status, 200);
+    }
+    let enc = |s: &str| s.replace(' ', "%20").replace('(', "%28").replace(')', "%29");
+    let mut seen = Vec::new();
+    let mut path = format!("/audit?principal={}&limit=2", enc(&principal));
+    loop {
+        let (status, page) = get(&secret, &path).await;
+        assert_eq!(status, 200, "{page}");
+        for r in page["records"].as_array().unwrap() {
+            seen.push(r["created_at"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/audit?principal={}&limit=2&cursor={c}", enc(&principal)),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    assert!(seen.windows(2).all(|w| w[0] >= w[1]), "newest first: {seen:?}");
+    let (_, page) =
+        get(&secret, &format!("/audit?principal={}&status=invalid_output", enc(&principal))).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    let sha = page["records"][0]["code_sha256"].as_str().unwrap().to_string();
+    let (_, page) = get(&secret, &format!("/audit?code_sha256={sha}")).await;
+    assert!(page["records"].as_array().unwrap().iter().all(|r| r["code_sha256"] == sha.as_str()));
+    let (_, page) = get(&secret, &format!("/audit?principal={}&since={}", enc(&principal), before)).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 5);
+    let (_, page) = get(&secret, &format!("/audit?principal={}&until={}", enc(&principal), before)).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0);
+    let (_, page) = get(&secret, &format!("/audit?principal={}&policy=tight", enc(&principal))).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0);
+    let (status, v) = get(&secret, "/audit?since=yesterday").await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["field"], "since");
+    let (status, _) = get(&secret, &format!("/audit/{}", Uuid::now_v7())).await;
+    assert_eq!(status, 404);
+}
+
+async fn fill(store: &AuditStore, n: usize, tag: &str) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = Uuid::now_v7();
+        let e = NewExecution {
+            execution_id: id,
+            principal: format!("{tag}-{i}"),
+            sql_query: Some("SELECT 1".into()),
+            classifier_code: Some(OK.into()),
+            ..Default::default()
+        };
+        store.start(&e).await.unwrap();
+        store
+            .finish(id, &Finish { status: "success".into(), row_count: Some(1), ..Default::default() })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn tampering_is_detected_at_the_row() {
+    let url = temp_db("tamper");
+    let store = AuditStore::open(&url).await.unwrap();
+    let ids = fill(&store, 4, "t").await;
+    let v = sluice::audit::chain::verify(&store).await.unwrap();
+    assert!(v.ok && v.checked == 4, "{v:?}");
+    // Edit one row behind sluice's back.
+    sqlx::query("UPDATE executions SET status = 'success', row_count = 999 WHERE execution_id = $1")
+        .bind(ids[1].to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let v = sluice::audit::chain::verify(&store).await.unwrap();
+    assert!(!v.ok);
+    assert_eq!(v.broken_at.as_deref(), Some(ids[1].to_string().as_str()));
+    assert!(v.reason.unwrap().contains("do not match its hash"));
+    // Deleting a row is found too.
+    let store2 = AuditStore::open(&temp_db("delete")).await.unwrap();
+    let ids = fill(&store2, 3, "d").await;
+    sqlx::query("DELETE FROM executions WHERE execution_id = $1")
+        .bind(ids[1].to_string())
+        .execute(store2.pool())
+        .await
+        .unwrap();
+    let v = sluice::audit::chain::verify(&store2).await.unwrap();
+    assert!(!v.ok && v.broken_at.as_deref() == Some(ids[2].to_string().as_str()), "{v:?}");
+}
+
+async fn concurrent_writers(url: &str) {
+    let a = AuditStore::open(url).await.unwrap();
+    let b = AuditStore::open(url).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move { fill(&store, 25, &format!("w{i}")).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = sluice::audit::chain::verify(&a).await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.checked, 100);
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_fork_the_chain_sqlite() {
+    concurrent_writers(&temp_db("concurrent")).await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_fork_the_chain_postgres() {
+    // A database of our own on the local server, dropped afterwards.
+    let admin = "postgres://postgres@127.0.0.1:5432/test";
+    let db = format!("sluice_audit_{}", std::process::id());
+    let conn = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(admin).await;
+    let Ok(pool) = conn else {
+        panic!("PostgreSQL must be running on 127.0.0.1:5432 (.ci/run starts it): {:?}", conn.err());
+    };
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&pool).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&pool).await.unwrap();
+    concurrent_writers(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await;
+    // Tampering is found there too.
+    let store = AuditStore::open(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await.unwrap();
+    sqlx::query("UPDATE executions SET principal = 'someone-else' WHERE chain_seq = 7")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let v = sluice::audit::chain::verify(&store).await.unwrap();
+    assert!(!v.ok, "{v:?}");
+    store.pool().close().await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+        .execute(&pool)
+        .await;
+}
+
+/// A server killed mid-request leaves a `running` row; the next start marks
+/// it `interrupted`, keeping its fields, and the chain still verifies.
+#[test]
+fn a_killed_server_leaves_a_running_row_that_becomes_interrupted() {
+    common::shared();
+    let db = temp_db("crash");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let serve = || {
+        let mut child = Command::new(sluice)
+            .args(["--data-dir"])
+            .arg(common::data_dir())
+            .args(["serve", "--bind", "127.0.0.1:0", "--audit-database", &db])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (mut key, mut base) = (None, None);
+        let mut line = String::new();
+        while base.is_none() {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
+            let l = line.trim();
+            if l.starts_with("sluice_") {
+                key = Some(l.to_string());
+            }
+            base = l.strip_prefix("sluice listening on ").map(String::from);
+        }
+        (child, key, base.unwrap())
+    };
+    let (mut first, key, base) = serve();
+    let key = key.expect("a fresh store prints the bootstrap admin key");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = rt.spawn({
+        let (base, key) = (base.clone(), key.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/execute-classifier"))
+                .bearer_auth(key)
+                .json(&json!({"sql_query": "SELECT 1 AS x", "classifier_code": "import time\ndef classify(df):\n    time.sleep(30)\n"}))
+                .send()
+                .await
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let _ = rt.block_on(slow);
+
+    let show = |status: &str| -> Value {
+        let out = Command::new(sluice)
+            .args(["audit", "list", "--status", status, "--audit-database", &db])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        json!(text)
+    };
+    assert!(show("running").as_str().unwrap().contains("running"), "the crash left a running row");
+
+    let (mut second, key2, _) = serve();
+    assert!(key2.is_none(), "a store with keys does not print a new one");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let listed = show("interrupted");
+    let text = listed.as_str().unwrap();
+    let id = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("an interrupted row")
+        .to_string();
+    let out = Command::new(sluice).args(["audit", "show", &id, "--audit-database", &db]).output().unwrap();
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "interrupted");
+    assert!(rec["classifier_code"].as_str().unwrap().contains("time.sleep(30)"), "original fields kept");
+    let out = Command::new(sluice).args(["audit", "verify", "--audit-database", &db]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(sluice)
+        .args(["audit", "export", "--format", "jsonl", "--audit-database", &db])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|r| r["execution_id"] == id.as_str()));
+}
+
+#[test]
+fn keys_cli_prints_the_key_alone_on_the_last_line() {
+    let db = temp_db("keys-cli");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let out = Command::new(sluice)
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--role",
+            "execute",
+            "--role",
+            "audit",
+            "--policy",
+            "default",
+            "--audit-database",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("sluice_") && last.len() == 7 + 64, "{text}");
+    let out = Command::new(sluice).args(["keys", "list", "--audit-database", &db]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("ci") && list.contains("audit,execute") && !list.contains(last), "{list}");
+    let id = list.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let out = Command::new(sluice).args(["keys", "revoke", &id, "--audit-database", &db]).output().unwrap();
+    assert!(out.status.success());
+}
