@@ -282,7 +282,7 @@ async fn detail(
 <dt>sql sha256</dt><dd><code>{sql_sha}</code></dd><dt>code sha256</dt><dd><code>{code_sha}</code></dd>
 <dt>hash</dt><dd><code>{hash}</code></dd><dt>previous hash</dt><dd><code>{prev}</code></dd>
 </dl>
-<h2>Error</h2><pre class="error-detail">{error}</pre>
+<h2>Error</h2><p class="error">{message}</p>{traceback}<pre class="error-detail">{error}</pre>
 <h2>SQL</h2><pre>{sql}</pre>
 <h2>Parameters</h2><pre>{params}</pre>
 <h2>Code</h2><pre>{code}</pre>
@@ -304,6 +304,14 @@ async fn detail(
         code_sha = opt(&r.code_sha256),
         hash = opt(&r.hash),
         prev = opt(&r.prev_hash),
+        message = esc(r.error.as_ref().and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("")),
+        traceback = r
+            .error
+            .as_ref()
+            .and_then(|e| e.get("traceback"))
+            .and_then(Value::as_str)
+            .map(|t| format!("<pre class=\"traceback\">{}</pre>", esc(t)))
+            .unwrap_or_default(),
         error = esc(&json(&r.error)),
         sql = opt(&r.sql_query),
         params = esc(&json(&r.params)),

@@ -1,0 +1,66 @@
+//! The audit review page in a real browser: Debian's chromium, driven by
+//! playwright-core (tests/ui/audit_page.mjs). Screenshots are kept under
+//! target/ui-artifacts/ as test artifacts.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{assert_status, run_with, shared};
+use serde_json::json;
+use sluice::audit::keys::Role;
+
+#[tokio::test]
+async fn sign_in_filter_and_open_a_record_in_chromium() {
+    let ui = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui"));
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && ui.join("node_modules/playwright-core").exists(),
+        "needs Debian's chromium and `npm install --prefix tests/ui` (.ci/run does both)"
+    );
+    // Something to look at: a failing and a succeeding run.
+    let v = run_with(json!({"sql_query": "SELECT 1 AS ui_probe", "classifier_code": "def classify(df):\n    return 1 / 0\n"})).await;
+    assert_status(&v, "runtime_error");
+    let v = run_with(json!({"sql_query": "SELECT 2 AS ui_probe", "classifier_code": "def classify(df):\n    return [1]\n"})).await;
+    assert_status(&v, "success");
+
+    let (_, key) = shared().app.audit.create_key("ui-reviewer", &[Role::Audit], None).await.unwrap();
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-artifacts");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let base = shared().base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(ui.join("audit_page.mjs"))
+            .arg(&base)
+            .arg(&key)
+            .arg(&out_dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    for shot in ["audit-list.png", "audit-filtered.png", "audit-detail.png"] {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-artifacts").join(shot);
+        assert!(std::fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", p.display());
+    }
+}
+
+#[tokio::test]
+async fn the_page_needs_an_audit_key() {
+    let base = &shared().base;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c.get(format!("{base}/ui/audit")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("/ui/login"));
+    // An execute-only key cannot sign in.
+    let (_, runner) = shared().app.audit.create_key("ui-runner", &[Role::Execute], None).await.unwrap();
+    let r = c.post(format!("{base}/ui/login")).form(&[("key", runner.as_str())]).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/ui/login?error=1");
+    // Nor can it read the page with a bearer header.
+    let r = c.get(format!("{base}/ui/audit")).bearer_auth(&runner).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
