@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use sluice::audit::keys::Role;
 use sluice::config::DataDir;
 use sluice::environment::Environments;
 use sluice::service::{App, AppConfig};
@@ -30,6 +31,51 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
+/// Start a server; returns its base URL and a key.
+async fn start(data_dir: &std::path::Path, audited: bool) -> (String, String, Arc<App>) {
+    let mut cfg = AppConfig::new(data_dir);
+    cfg.progress = true;
+    cfg.benchmark_without_audit = !audited;
+    let app = Arc::new(App::build(cfg).await.expect("build"));
+    app.warm_up().await.expect("warm up");
+    let (_, key) = app.audit.create_key("bench", &[Role::Admin], None).await.expect("key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sluice::server::serve(listener, app.clone()));
+    (base, key, app)
+}
+
+/// Requests per second with `clients` concurrent clients.
+async fn throughput(base: &str, key: &str, clients: usize, total: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let body = json!({"sql_query": "SELECT * FROM iris", "classifier_code": TRIVIAL});
+    let per = total / clients.max(1);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (c, b, k, body) = (client.clone(), base.to_string(), key.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                let v: Value = c
+                    .post(format!("{b}/execute-classifier"))
+                    .bearer_auth(&k)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(v["status"], "success", "{v}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per * clients) as f64 / t.elapsed().as_secs_f64()
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
     let requests = env_usize("SLUICE_BENCH_REQUESTS", 300);
@@ -37,22 +83,25 @@ fn main() {
     let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sluice-test-data");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
-        let mut cfg = AppConfig::new(&data_dir);
-        cfg.progress = true;
-        let app = Arc::new(App::build(cfg).await.expect("build"));
-        app.warm_up().await.expect("warm up");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(sluice::server::serve(listener, app.clone()));
+        let (base, key, _app) = start(&data_dir, true).await;
         let client = reqwest::Client::new();
         let body = json!({"sql_query": "SELECT * FROM iris", "classifier_code": TRIVIAL});
 
-        let one = |client: reqwest::Client, base: String, body: Value| async move {
-            let t = Instant::now();
-            let r = client.post(format!("{base}/execute-classifier")).json(&body).send().await.unwrap();
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["status"], "success", "{v}");
-            t.elapsed().as_secs_f64() * 1000.0
+        let one = |client: reqwest::Client, base: String, body: Value| {
+            let key = key.clone();
+            async move {
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{base}/execute-classifier"))
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["status"], "success", "{v}");
+                t.elapsed().as_secs_f64() * 1000.0
+            }
         };
 
         for _ in 0..20 {
@@ -70,22 +119,19 @@ fn main() {
         let p50 = percentile(&lat, 0.50);
         let p95 = percentile(&lat, 0.95);
 
-        // Throughput with concurrent clients.
-        let t1 = Instant::now();
-        let per_client = requests / clients.max(1);
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (c, b, body) = (client.clone(), base.clone(), body.clone());
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..per_client {
-                    one(c.clone(), b.clone(), body.clone()).await;
-                }
-            }));
+        // Throughput with concurrent clients, with the audit log (as
+        // served) and without it (a second server in this process whose
+        // requests skip the log), alternating so drift hits both.
+        let (base_off, key_off, _app_off) = start(&data_dir, false).await;
+        throughput(&base_off, &key_off, clients, 20).await;
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            on.push(throughput(&base, &key, clients, requests).await);
+            off.push(throughput(&base_off, &key_off, clients, requests).await);
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let conc_rps = (per_client * clients) as f64 / t1.elapsed().as_secs_f64();
+        on.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        off.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (conc_rps, conc_off) = (on[1], off[1]);
 
         // Cold start of the same interpreter and environment.
         let ready: Value = client.get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap();
@@ -117,7 +163,9 @@ fn main() {
         println!("  latency p95     {p95:8.2} ms");
         println!("  latency min/max {:8.2} / {:.2} ms", lat[0], lat[lat.len() - 1]);
         println!("  sequential      {:8.1} req/s", requests as f64 / seq_secs);
-        println!("  {clients} clients       {conc_rps:8.1} req/s");
+        println!("  {clients} clients, audit on  {conc_rps:8.1} req/s (median of 3)");
+        println!("  {clients} clients, audit off {conc_off:8.1} req/s (median of 3)");
+        println!("  audit cost            {:8.1} % of throughput", (1.0 - conc_rps / conc_off) * 100.0);
         println!("  cold `python -c \"import pandas, sklearn\"` p50 {cold_p50:8.1} ms (5 runs)");
         println!("  ratio cold / warm p50  {:8.1}x", cold_p50 / p50);
     });

@@ -233,6 +233,10 @@ impl AuditStore {
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        // In WAL mode NORMAL keeps every commit across a
+                        // process crash and skips the per-commit fsync; a
+                        // power loss may drop the last commits.
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
