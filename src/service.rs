@@ -91,6 +91,8 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("the audit log cannot be written, so nothing runs: {0}")]
     AuditUnavailable(String),
+    #[error("the database is unavailable ({0}); retry shortly")]
+    DatabaseUnavailable(String),
 }
 
 impl ServiceError {
@@ -102,6 +104,7 @@ impl ServiceError {
             ServiceError::NotReady => "not_ready",
             ServiceError::Forbidden(_) => "forbidden",
             ServiceError::AuditUnavailable(_) => "internal_error",
+            ServiceError::DatabaseUnavailable(_) => "database_unavailable",
         }
     }
 }
@@ -431,6 +434,7 @@ impl App {
         resp.timings_ms.sql = Some(ms(t_sql));
         let rows = match fetched {
             Ok(rows) => rows,
+            Err(SqlError::Unavailable { message }) => return Err(ServiceError::DatabaseUnavailable(message)),
             Err(e) => {
                 resp.set_sql_error(e);
                 resp.timings_ms.total = ms(started);
@@ -573,7 +577,7 @@ impl ExecuteResponse {
                 Status::RowLimit,
                 json!({"message": format!("{e}; add a WHERE clause or LIMIT {limit}, or aggregate in SQL"), "limit": limit}),
             ),
-            SqlError::Connect { .. } | SqlError::Encode(_) => {
+            SqlError::Connect { .. } | SqlError::Encode(_) | SqlError::Unavailable { .. } => {
                 tracing::error!("sql stage failed: {e}");
                 (
                     Status::InternalError,

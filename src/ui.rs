@@ -151,6 +151,7 @@ const STATUSES: &[&str] = &[
     "forbidden",
     "queue_full",
     "not_ready",
+    "database_unavailable",
     "running",
     "interrupted",
 ];

@@ -642,9 +642,17 @@ def to_dataframe(arrow):
     table = pyarrow.ipc.open_stream(pa.py_buffer(arrow), options=options).read_all()
     df = table.to_pandas(use_threads=False)
     # Integer columns with NULLs stay integers (pandas' nullable dtypes)
-    # instead of silently becoming float.
+    # instead of silently becoming float; decimals keep their digits.
     for i, field in enumerate(table.schema):
         col = table.column(i)
+        meta = field.metadata or {}
+        if meta.get(b"sluice:type") == b"decimal":
+            import decimal
+
+            df[field.name] = pd.Series(
+                [None if v is None else decimal.Decimal(v) for v in col.to_pylist()], dtype=object, index=df.index
+            )
+            continue
         if pa.types.is_integer(field.type) and col.null_count > 0:
             df[field.name] = col.to_pandas(types_mapper=_nullable_int_mapper(pd, pa), use_threads=False)
     return df

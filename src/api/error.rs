@@ -31,6 +31,7 @@ impl From<ServiceError> for ApiError {
             e @ ServiceError::NotReady => ApiError::NotReady { message: e.to_string() },
             ServiceError::Forbidden(message) => ApiError::Forbidden { message },
             e @ ServiceError::AuditUnavailable(_) => ApiError::NotReady { message: e.to_string() },
+            e @ ServiceError::DatabaseUnavailable(_) => ApiError::NotReady { message: e.to_string() },
         }
     }
 }

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
 /// One value as the database returned it.
@@ -15,9 +18,17 @@ use serde::Serialize;
 pub enum Cell {
     Null,
     Int(i64),
+    UInt(u64),
     Real(f64),
     Text(String),
     Blob(Vec<u8>),
+    Bool(bool),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    /// Microseconds since the epoch (UTC for zone-aware columns).
+    Timestamp(i64),
 }
 
 /// A column's values plus what the database declared about it.
@@ -27,6 +38,8 @@ pub struct ColumnData {
     /// Declared type as the backend names it (may be empty).
     pub declared: String,
     pub cells: Vec<Cell>,
+    /// Set by statically typed backends; SQLite's is inferred from values.
+    pub kind: Option<Kind>,
 }
 
 /// A column as the response describes it.
@@ -45,13 +58,29 @@ pub struct Rows {
     pub arrow_ipc: Vec<u8>,
 }
 
+/// A column's type as sluice presents it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+pub enum Kind {
     Boolean,
     Integer,
+    /// Unsigned 64-bit (MySQL BIGINT UNSIGNED): exact, as pandas uint64.
+    UInteger,
     Float,
     Text,
     Bytes,
+    /// Exact decimal, sent as text; a column of decimal.Decimal in pandas.
+    Decimal,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    /// JSON document as text.
+    Json,
+    Uuid,
+    /// Interval/duration as ISO 8601 text.
+    Interval,
+    /// Array as JSON text.
+    Array,
 }
 
 impl Kind {
@@ -59,9 +88,31 @@ impl Kind {
         match self {
             Kind::Boolean => "boolean",
             Kind::Integer => "integer",
+            Kind::UInteger => "unsigned_integer",
             Kind::Float => "float",
             Kind::Text => "text",
             Kind::Bytes => "bytes",
+            Kind::Decimal => "decimal",
+            Kind::Date => "date",
+            Kind::Time => "time",
+            Kind::Timestamp => "timestamp",
+            Kind::TimestampTz => "timestamptz",
+            Kind::Json => "json",
+            Kind::Uuid => "uuid",
+            Kind::Interval => "interval",
+            Kind::Array => "array",
+        }
+    }
+
+    /// Text kinds the harness turns into richer Python values.
+    fn text_subtype(self) -> Option<&'static str> {
+        match self {
+            Kind::Decimal => Some("decimal"),
+            Kind::Json => Some("json"),
+            Kind::Uuid => Some("uuid"),
+            Kind::Interval => Some("interval"),
+            Kind::Array => Some("array"),
+            _ => None,
         }
     }
 }
@@ -85,6 +136,9 @@ fn declared_kind(declared: &str) -> Kind {
 /// Pick one Arrow type for the column from its values (SQLite's typing is
 /// per value) and, where they leave room, its declared type.
 fn column_kind(c: &ColumnData) -> Kind {
+    if let Some(k) = c.kind {
+        return k;
+    }
     let (mut ints, mut reals, mut texts, mut blobs, mut bool_like) = (0, 0, 0, 0, true);
     for cell in &c.cells {
         match cell {
@@ -96,6 +150,8 @@ fn column_kind(c: &ColumnData) -> Kind {
             Cell::Real(_) => reals += 1,
             Cell::Text(_) => texts += 1,
             Cell::Blob(_) => blobs += 1,
+            // Only typed backends produce these, and they set the kind.
+            _ => texts += 1,
         }
     }
     let declared = declared_kind(&c.declared);
@@ -117,6 +173,10 @@ fn as_text(cell: &Cell) -> Option<String> {
         Cell::Real(v) => Some(v.to_string()),
         Cell::Text(s) => Some(s.clone()),
         Cell::Blob(b) => Some(hex::encode(b)),
+        Cell::UInt(v) => Some(v.to_string()),
+        Cell::Bool(b) => Some(b.to_string()),
+        Cell::Date(d) => Some(d.to_string()),
+        Cell::Time(t) | Cell::Timestamp(t) => Some(t.to_string()),
     }
 }
 
@@ -127,6 +187,7 @@ fn build_array(kind: Kind, cells: &[Cell]) -> ArrayRef {
             for c in cells {
                 b.append_option(match c {
                     Cell::Int(v) => Some(*v != 0),
+                    Cell::Bool(v) => Some(*v),
                     _ => None,
                 });
             }
@@ -153,7 +214,40 @@ fn build_array(kind: Kind, cells: &[Cell]) -> ArrayRef {
             }
             Arc::new(b.finish())
         }
-        Kind::Text => {
+        Kind::UInteger => {
+            let mut b = UInt64Builder::with_capacity(cells.len());
+            for c in cells {
+                b.append_option(match c {
+                    Cell::UInt(v) => Some(*v),
+                    Cell::Int(v) => u64::try_from(*v).ok(),
+                    _ => None,
+                });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Date => {
+            let mut b = Date32Builder::with_capacity(cells.len());
+            for c in cells {
+                b.append_option(if let Cell::Date(d) = c { Some(*d) } else { None });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Time => {
+            let mut b = Time64MicrosecondBuilder::with_capacity(cells.len());
+            for c in cells {
+                b.append_option(if let Cell::Time(t) = c { Some(*t) } else { None });
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Timestamp | Kind::TimestampTz => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(cells.len());
+            for c in cells {
+                b.append_option(if let Cell::Timestamp(t) = c { Some(*t) } else { None });
+            }
+            let a = b.finish();
+            if kind == Kind::TimestampTz { Arc::new(a.with_timezone("UTC")) } else { Arc::new(a) }
+        }
+        Kind::Text | Kind::Decimal | Kind::Json | Kind::Uuid | Kind::Interval | Kind::Array => {
             let mut b = StringBuilder::with_capacity(cells.len(), cells.len() * 8);
             for c in cells {
                 b.append_option(as_text(c));
@@ -178,8 +272,13 @@ fn arrow_type(kind: Kind) -> DataType {
         Kind::Boolean => DataType::Boolean,
         Kind::Integer => DataType::Int64,
         Kind::Float => DataType::Float64,
-        Kind::Text => DataType::Utf8,
+        Kind::UInteger => DataType::UInt64,
+        Kind::Text | Kind::Decimal | Kind::Json | Kind::Uuid | Kind::Interval | Kind::Array => DataType::Utf8,
         Kind::Bytes => DataType::Binary,
+        Kind::Date => DataType::Date32,
+        Kind::Time => DataType::Time64(TimeUnit::Microsecond),
+        Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Kind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
     }
 }
 
@@ -190,7 +289,13 @@ pub fn encode(columns: &[ColumnData], row_count: usize) -> Result<Rows, arrow_sc
     let mut infos = Vec::with_capacity(columns.len());
     for c in columns {
         let kind = column_kind(c);
-        fields.push(Field::new(&c.name, arrow_type(kind), true));
+        let mut field = Field::new(&c.name, arrow_type(kind), true);
+        if let Some(sub) = kind.text_subtype() {
+            let meta: std::collections::HashMap<String, String> =
+                [("sluice:type".to_string(), sub.to_string())].into();
+            field = field.with_metadata(meta);
+        }
+        fields.push(field);
         arrays.push(build_array(kind, &c.cells));
         infos.push(ColumnInfo { name: c.name.clone(), type_name: kind.name() });
     }
@@ -214,7 +319,7 @@ mod tests {
     use super::*;
 
     fn col(declared: &str, cells: Vec<Cell>) -> ColumnData {
-        ColumnData { name: "c".into(), declared: declared.into(), cells }
+        ColumnData { name: "c".into(), declared: declared.into(), cells, kind: None }
     }
 
     #[test]

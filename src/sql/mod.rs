@@ -7,6 +7,8 @@
 //! way, and all of them hand back the same `Rows`.
 
 pub mod encode;
+pub mod mysql;
+pub mod postgres;
 pub mod sqlite;
 pub mod validate;
 
@@ -31,6 +33,8 @@ pub enum SqlError {
     Connect { url: String, message: String },
     #[error("encoding the rows failed: {0}")]
     Encode(String),
+    #[error("{message}")]
+    Unavailable { message: String },
 }
 
 /// A bind parameter, from the request's `params` array.
@@ -53,6 +57,8 @@ pub struct FetchLimits {
 /// A configured database.
 pub enum DataSource {
     Sqlite(sqlite::SqliteSource),
+    Postgres(postgres::PgSource),
+    MySql(mysql::MySqlSource),
 }
 
 impl DataSource {
@@ -60,15 +66,23 @@ impl DataSource {
         if url.starts_with("sqlite:") {
             return Ok(Self::Sqlite(sqlite::SqliteSource::connect(url, max_connections).await?));
         }
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return Ok(Self::Postgres(postgres::PgSource::connect(url, max_connections).await?));
+        }
+        if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            return Ok(Self::MySql(mysql::MySqlSource::connect(url, max_connections).await?));
+        }
         Err(SqlError::Connect {
             url: redact(url),
-            message: "unsupported database URL; use sqlite://PATH (PostgreSQL and MySQL are coming)".into(),
+            message: "unsupported database URL; use sqlite://PATH, postgres://… or mysql://…".into(),
         })
     }
 
     pub fn dialect(&self) -> Dialect {
         match self {
             Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+            Self::MySql(_) => Dialect::MySql,
         }
     }
 
@@ -83,6 +97,8 @@ impl DataSource {
         validate::validate(sql, self.dialect(), tables)?;
         match self {
             Self::Sqlite(s) => s.fetch(sql, params, limits).await,
+            Self::Postgres(s) => s.fetch(sql, params, limits).await,
+            Self::MySql(s) => s.fetch(sql, params, limits).await,
         }
     }
 
@@ -90,6 +106,8 @@ impl DataSource {
     pub async fn ping(&self) -> bool {
         match self {
             Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
+            Self::MySql(s) => s.ping().await,
         }
     }
 
@@ -97,6 +115,27 @@ impl DataSource {
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite(s) => s.describe(),
+            Self::Postgres(s) => s.describe(),
+            Self::MySql(s) => s.describe(),
+        }
+    }
+
+    /// Tables the connection's user could write (empty when it is a
+    /// read-only role, or for SQLite, which is opened read-only).
+    pub async fn writable_tables(&self) -> Result<Vec<String>, SqlError> {
+        match self {
+            Self::Sqlite(_) => Ok(Vec::new()),
+            Self::Postgres(s) => s.writable_tables().await,
+            Self::MySql(s) => s.writable_tables().await,
+        }
+    }
+
+    /// (table, column, type) for every column, in table order.
+    pub async fn schema(&self) -> Result<Vec<(String, String, String)>, SqlError> {
+        match self {
+            Self::Sqlite(s) => s.schema().await,
+            Self::Postgres(s) => s.schema().await,
+            Self::MySql(s) => s.schema().await,
         }
     }
 }

@@ -43,6 +43,21 @@ impl SqliteSource {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
+    /// (table, column, declared type) of every table.
+    pub async fn schema(&self) -> Result<Vec<(String, String, String)>, SqlError> {
+        let rows = sqlx::query(
+            "SELECT m.name AS t, p.name AS c, p.type AS d FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.try_get("t").ok()?, r.try_get("c").ok()?, r.try_get("d").ok()?)))
+            .collect())
+    }
+
     pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         let deadline = Instant::now() + limits.timeout;
@@ -91,6 +106,7 @@ async fn run(
             name: c.name().to_string(),
             declared: c.type_info().name().to_string(),
             cells: Vec::new(),
+            kind: None,
         })
         .collect();
 

@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, ObjectName, Query, SetExpr, Statement, Visit, Visitor};
-use sqlparser::dialect::SQLiteDialect;
+use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
 use crate::policy::TableAllow;
@@ -14,6 +14,8 @@ use crate::policy::TableAllow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
+    Postgres,
+    MySql,
 }
 
 /// Why a query was rejected, in words an LLM can act on.
@@ -28,6 +30,95 @@ fn denied_functions(d: Dialect) -> &'static [&'static str] {
         Dialect::Sqlite => {
             &["load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "sqlite_dbpage", "zipfile"]
         }
+        Dialect::Postgres => &[
+            // files and programs on the server
+            "pg_read_file",
+            "pg_read_binary_file",
+            "pg_ls_dir",
+            "pg_stat_file",
+            "pg_ls_logdir",
+            "pg_ls_waldir",
+            "pg_ls_tmpdir",
+            "pg_ls_archive_statusdir",
+            "lo_import",
+            "lo_export",
+            "lo_from_bytea",
+            "lo_put",
+            "lo_create",
+            "lo_creat",
+            "lo_unlink",
+            "lo_open",
+            "lo_write",
+            "lowrite",
+            "lo_truncate",
+            // other servers and dynamic SQL that escapes the table check
+            "dblink",
+            "dblink_exec",
+            "dblink_connect",
+            "dblink_connect_u",
+            "dblink_open",
+            "dblink_send_query",
+            "query_to_xml",
+            "query_to_xml_and_xmlschema",
+            "query_to_xmlschema",
+            "cursor_to_xml",
+            "table_to_xml",
+            "table_to_xml_and_xmlschema",
+            "schema_to_xml",
+            "database_to_xml",
+            "ts_stat",
+            "ts_rewrite",
+            // server state and other sessions
+            "set_config",
+            "pg_terminate_backend",
+            "pg_cancel_backend",
+            "pg_reload_conf",
+            "pg_rotate_logfile",
+            "pg_switch_wal",
+            "pg_create_restore_point",
+            "pg_promote",
+            "pg_import_system_collations",
+            "pg_start_backup",
+            "pg_stop_backup",
+            "pg_backup_start",
+            "pg_backup_stop",
+            "pg_log_backend_memory_contexts",
+            "pg_create_logical_replication_slot",
+            "pg_create_physical_replication_slot",
+            "pg_drop_replication_slot",
+            "pg_replication_origin_create",
+            "pg_notify",
+            // sequences write even in a read-only query
+            "nextval",
+            "setval",
+            // denial of service
+            "pg_sleep",
+            "pg_sleep_for",
+            "pg_sleep_until",
+            "pg_advisory_lock",
+            "pg_advisory_lock_shared",
+            "pg_advisory_xact_lock",
+            "pg_advisory_xact_lock_shared",
+            "pg_try_advisory_lock",
+            "pg_try_advisory_lock_shared",
+            "pg_try_advisory_xact_lock",
+            "pg_try_advisory_xact_lock_shared",
+        ],
+        Dialect::MySql => &[
+            "sleep",
+            "benchmark",
+            "get_lock",
+            "release_lock",
+            "release_all_locks",
+            "is_free_lock",
+            "is_used_lock",
+            "load_file",
+            "master_pos_wait",
+            "source_pos_wait",
+            "master_gtid_wait",
+            "sys_exec",
+            "sys_eval",
+        ],
     }
 }
 
@@ -35,8 +126,19 @@ const ALLOWED: &str = "one SELECT (WITH, VALUES and UNION/INTERSECT/EXCEPT are f
 
 /// Check `sql` and return the tables it reads (as written, lower-cased).
 pub fn validate(sql: &str, dialect: Dialect, tables: &TableAllow) -> Result<Vec<String>, Rejection> {
+    // MySQL runs the text inside /*! … */ comments, which a parser skips:
+    // what it cannot see, it cannot check.
+    if dialect == Dialect::MySql && sql.contains("/*!") {
+        return Err(Rejection(
+            "MySQL executable comments (/*! … */) are not allowed: their contents run but cannot be checked; \
+             write the SQL without them"
+                .into(),
+        ));
+    }
     let statements = match dialect {
         Dialect::Sqlite => parse(&SQLiteDialect {}, sql)?,
+        Dialect::Postgres => parse(&PostgreSqlDialect {}, sql)?,
+        Dialect::MySql => parse(&MySqlDialect {}, sql)?,
     };
     let stmt = match statements.as_slice() {
         [] => return Err(Rejection(format!("the query is empty; send {ALLOWED}"))),
