@@ -40,6 +40,17 @@ struct PolicyFile {
     tables: Tables,
     #[serde(default)]
     sandbox: Sandbox,
+    #[serde(default)]
+    database: DatabaseRules,
+}
+
+/// What this policy demands of the database connection.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseRules {
+    /// Refuse to start when the database user could write (table
+    /// privileges); otherwise sluice only warns.
+    pub require_read_only_role: bool,
 }
 
 /// Sandbox layers that may be missing on a host (see `jail::LAYERS`).
@@ -150,6 +161,7 @@ pub struct Policy {
     pub limits: Limits,
     pub tables: TableAllow,
     pub sandbox: Sandbox,
+    pub database: DatabaseRules,
 }
 
 /// Limits for one request after the request's own asks are clamped.
@@ -293,6 +305,7 @@ fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
         limits: pf.limits,
         tables,
         sandbox: pf.sandbox,
+        database: pf.database,
     })
 }
 

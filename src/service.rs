@@ -169,6 +169,8 @@ pub enum StartError {
     Jail(#[from] crate::jail::JailError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    WritableDatabase(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -235,6 +237,27 @@ impl App {
             }
         };
         let source = DataSource::connect(&url, (cfg.concurrency * 2) as u32).await?;
+        let writable = source.writable_tables().await?;
+        if !writable.is_empty() {
+            let strict: Vec<&str> = policies
+                .iter()
+                .filter(|p| p.database.require_read_only_role)
+                .map(|p| p.name.as_str())
+                .collect();
+            let what = format!(
+                "the database user of {} can write ({}); sluice keeps queries read-only, but a read-only role \
+                 is the layer that holds if the others fail (see README, \"read-only role\")",
+                source.describe(),
+                writable.join(", ")
+            );
+            if !strict.is_empty() {
+                return Err(StartError::WritableDatabase(format!(
+                    "{what}; policy `{}` requires a read-only role",
+                    strict.join("`, `")
+                )));
+            }
+            tracing::warn!("{what}");
+        }
         let files = runtime::install(&data.runtime()).map_err(|source| StartError::Io {
             what: format!("writing runtime files under {}", data.runtime().display()),
             source,
@@ -279,6 +302,34 @@ impl App {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Tables and columns the policy lets a query read (GET /schema).
+    pub async fn schema(&self, policy: &str) -> Result<Value, ServiceError> {
+        let p = self.policies.get(policy).ok_or_else(|| ServiceError::BadRequest {
+            field: "policy".into(),
+            message: format!(
+                "unknown policy `{policy}`; known policies: {}",
+                self.policies.names().collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        let cols =
+            self.source.schema().await.map_err(|e| ServiceError::DatabaseUnavailable(e.to_string()))?;
+        let mut tables: Vec<Value> = Vec::new();
+        for (table, column, ty) in cols {
+            if !p.tables.allows(&table) {
+                continue;
+            }
+            if tables.last().map(|t| t["name"] != table.as_str()).unwrap_or(true) {
+                tables.push(json!({"name": table, "columns": []}));
+            }
+            if let Some(Value::Array(c)) = tables.last_mut().map(|t| &mut t["columns"]) {
+                c.push(json!({"name": column, "type": ty}));
+            }
+        }
+        Ok(
+            json!({"policy": p.name, "dialect": format!("{:?}", self.source.dialect()).to_lowercase(), "tables": tables}),
+        )
     }
 
     /// Facts for /readyz.

@@ -137,7 +137,7 @@ async fn not_ready_until_warm_is_a_503() {
 
 #[tokio::test]
 async fn a_full_queue_is_a_429_with_retry_after() {
-    let s = start(Options { concurrency: 1, queue: 0, warm: true });
+    let s = start(Options { concurrency: 1, queue: 0, ..Default::default() });
     let slow = json!({
         "sql_query": "SELECT 1 AS x",
         "classifier_code": "import time\ndef classify(df):\n    time.sleep(2)\n    return [0]\n",

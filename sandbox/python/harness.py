@@ -653,7 +653,9 @@ def to_dataframe(arrow):
                 [None if v is None else decimal.Decimal(v) for v in col.to_pylist()], dtype=object, index=df.index
             )
             continue
-        if pa.types.is_integer(field.type) and col.null_count > 0:
+        if pa.types.is_boolean(field.type) and col.null_count > 0:
+            df[field.name] = col.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, use_threads=False)
+        elif pa.types.is_integer(field.type) and col.null_count > 0:
             df[field.name] = col.to_pandas(types_mapper=_nullable_int_mapper(pd, pa), use_threads=False)
     return df
 

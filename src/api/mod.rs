@@ -28,6 +28,7 @@ pub fn router(app: Arc<App>) -> Router {
     // Everything but the health checks needs a key.
     let protected = Router::new()
         .route("/execute-classifier", post(execute))
+        .route("/schema", get(schema))
         .route("/audit", get(audit_list))
         .route("/audit/verify", get(audit_verify))
         .route("/audit/{id}", get(audit_get))
@@ -125,6 +126,24 @@ async fn execute(
     let code =
         if resp.status == Status::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
     Ok((code, axum::Json(resp)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct SchemaQuery {
+    policy: Option<String>,
+}
+
+async fn schema(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<SchemaQuery>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Execute)?;
+    let policy = q.policy.unwrap_or_else(|| "default".into());
+    if !caller.principal.may_use_policy(&policy) {
+        return Err(ApiError::Forbidden { message: format!("this key may not use policy `{policy}`") });
+    }
+    Ok(axum::Json(app.schema(&policy).await?).into_response())
 }
 
 async fn audit_list(

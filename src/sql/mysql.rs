@@ -198,7 +198,18 @@ fn cell(row: &MySqlRow, i: usize, t: &str) -> Result<Cell, SqlError> {
             )),
             // Durations outside a day (MySQL TIME spans ±838 h).
             Err(_) => {
-                Cell::Text(format!("{:?}", row.try_get::<sqlx::mysql::types::MySqlTime, _>(i).map_err(e)?))
+                let t = row.try_get::<sqlx::mysql::types::MySqlTime, _>(i).map_err(e)?;
+                // sqlx 0.9.0 MySqlTime::is_negative returns the sign's is_positive (a
+                // bug there), so ask the sign itself.
+                let sign =
+                    if matches!(t.sign(), sqlx::mysql::types::MySqlTimeSign::Negative) { "-" } else { "" };
+                Cell::Text(format!(
+                    "{sign}{:02}:{:02}:{:02}.{:06}",
+                    t.hours(),
+                    t.minutes(),
+                    t.seconds(),
+                    t.microseconds()
+                ))
             }
         },
         "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BINARY" | "VARBINARY" | "BIT" | "GEOMETRY" => {

@@ -54,11 +54,15 @@ pub struct Options {
     pub concurrency: usize,
     pub queue: usize,
     pub warm: bool,
+    /// `None`: the demo database.
+    pub database: Option<String>,
+    /// `None`: `policies_dir()`.
+    pub policies: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { concurrency: 2, queue: 32, warm: true }
+        Self { concurrency: 2, queue: 32, warm: true, database: None, policies: None }
     }
 }
 
@@ -70,7 +74,8 @@ pub fn start(opts: Options) -> Server {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
             let mut cfg = AppConfig::new(data_dir());
-            cfg.policies_dir = Some(policies_dir());
+            cfg.policies_dir = Some(opts.policies.clone().unwrap_or_else(policies_dir));
+            cfg.database = opts.database.clone();
             cfg.concurrency = opts.concurrency;
             cfg.queue = opts.queue;
             cfg.progress = false;

@@ -1,0 +1,388 @@
+//! SQL that must not write, against the real local PostgreSQL and MariaDB:
+//! every known bypass of read-only guards gets the right verdict, and a
+//! checksum of every table (and the list of objects) is the same after.
+//! Also the type mapping of each backend, and /schema.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Options, Server, assert_status, client, execute, start};
+use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+const OK: &str = "def classify(df):\n    return [0] * len(df)\n";
+
+fn policies() -> PathBuf {
+    let dir = common::policies_dir();
+    std::fs::write(
+        dir.join("attack.toml"),
+        "[limits]\nsql_timeout_s = 1\nmax_rows = 1000\n[tables]\nallow = [\"accounts\", \"types\", \"generate_series\", \"seq\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+async fn run(s: &Server, sql: &str) -> Value {
+    let (status, v) =
+        execute(&s.base, json!({"sql_query": sql, "classifier_code": OK, "policy": "attack"})).await;
+    assert!(status == 200, "HTTP {status} for {sql}: {v}");
+    v
+}
+
+async fn expect(s: &Server, sql: &str, status: &str) {
+    let v = run(s, sql).await;
+    assert_eq!(v["status"], status, "{sql}: {}", v["error"]);
+    assert_status(&v, status);
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+async fn pg_setup(db: &str) -> sqlx::PgPool {
+    let admin = sqlx::PgPool::connect(PG_ADMIN)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must run on 127.0.0.1:5432 (.ci/run starts it): {e}"));
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+        .execute(&admin)
+        .await;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&admin).await.unwrap();
+    let pool = sqlx::PgPool::connect(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await.unwrap();
+    for stmt in [
+        "CREATE TABLE accounts (id serial PRIMARY KEY, name text NOT NULL, balance numeric(12,2))",
+        "INSERT INTO accounts (name, balance) VALUES ('alice', 10.50), ('bob', 20.25), ('carol', NULL)",
+        "CREATE TABLE secrets (id int, v text)",
+        "INSERT INTO secrets VALUES (1, 'hunter2')",
+        "CREATE SEQUENCE seq",
+        "CREATE TABLE types (i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, n numeric, t text, vc varchar(10), b bool, \
+         d date, tm time, ts timestamp, tz timestamptz, iv interval, j json, jb jsonb, u uuid, by bytea, arr int4[], tarr text[])",
+        "INSERT INTO types VALUES (1, 2, 9223372036854775807, 1.5, 2.25, 12345678901234567890.12345678901234567890, 'x', 'y', true, \
+         '2024-02-29', '23:59:59.999999', '2024-01-02 03:04:05', '2024-01-02 03:04:05+02', '1 mon 2 days 3 hours', \
+         '{\"a\": [1, 2]}', '{\"b\": null}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff', '{1,NULL,3}', '{a,b}')",
+        "INSERT INTO types (i2) VALUES (NULL)",
+    ] {
+        sqlx::query(stmt).execute(&pool).await.unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+    pool
+}
+
+async fn pg_fingerprint(pool: &sqlx::PgPool) -> String {
+    let mut out = String::new();
+    for t in ["accounts", "secrets", "types"] {
+        let sum: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap_or(Some("missing".into()));
+        out += &format!("{t}={sum:?};");
+    }
+    let objects: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(relname::text || ':' || relkind::text, ',' ORDER BY relname) FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let seq: i64 = sqlx::query_scalar("SELECT last_value FROM seq").fetch_one(pool).await.unwrap();
+    let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles").fetch_one(pool).await.unwrap();
+    format!("{out}objects={objects:?};seq={seq};roles={roles}")
+}
+
+#[tokio::test]
+async fn postgresql_bypasses_are_refused_and_nothing_changes() {
+    let db = format!("sluice_attack_pg_{}", std::process::id());
+    let pool = pg_setup(&db).await;
+    let before = pg_fingerprint(&pool).await;
+    let s = start(Options {
+        database: Some(format!("postgres://postgres@127.0.0.1:5432/{db}")),
+        policies: Some(policies()),
+        ..Default::default()
+    });
+    let rejected = [
+        "SELECT 1; DROP TABLE accounts",
+        "COMMIT; DROP TABLE accounts",
+        "sElEcT 1; dRoP tAbLe accounts",
+        "SELECT 1 /* harmless */; DELETE FROM accounts",
+        "WITH gone AS (DELETE FROM accounts RETURNING *) SELECT * FROM gone",
+        "WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT * FROM x",
+        "EXPLAIN ANALYZE DELETE FROM accounts",
+        "EXPLAIN SELECT 1",
+        "SELECT * INTO stolen FROM accounts",
+        "SELECT * FROM accounts FOR UPDATE",
+        "SELECT * FROM accounts FOR SHARE",
+        "COPY accounts TO '/tmp/sluice-copy'",
+        "COPY (SELECT 1) TO PROGRAM 'id'",
+        "DO $$ BEGIN DELETE FROM accounts; END $$",
+        "CALL some_procedure()",
+        "SET TRANSACTION READ WRITE",
+        "SET statement_timeout = 0",
+        "BEGIN",
+        "CREATE TABLE t (a int)",
+        "ALTER TABLE accounts ADD COLUMN x int",
+        "DROP TABLE accounts",
+        "TRUNCATE accounts",
+        "GRANT ALL ON accounts TO PUBLIC",
+        "CREATE ROLE evil SUPERUSER",
+        "LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE",
+        "PREPARE p AS DELETE FROM accounts",
+        "LISTEN x",
+        "NOTIFY x",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT pg_ls_dir('.')",
+        "SELECT lo_import('/etc/passwd')",
+        "SELECT lo_export(1, '/tmp/x')",
+        "SELECT dblink_exec('dbname=test', 'DROP TABLE accounts')",
+        "SELECT * FROM dblink('dbname=test', 'SELECT 1') AS t(a int)",
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "SELECT nextval('seq')",
+        "SELECT setval('seq', 100)",
+        "SELECT pg_terminate_backend(1)",
+        "SELECT pg_import_system_collations('pg_catalog')",
+        "SELECT pg_sleep(5)",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT query_to_xml('SELECT * FROM secrets', true, false, '')",
+        "SELECT table_to_xml('secrets', true, false, '')",
+        "SELECT * FROM secrets",
+        "SELECT * FROM public.secrets",
+        "SELECT * FROM \"secrets\"",
+        "SELECT (SELECT v FROM secrets LIMIT 1)",
+        "SELECT * FROM accounts UNION SELECT id, v, 0 FROM secrets",
+        "WITH s AS (SELECT * FROM secrets) SELECT * FROM s",
+    ];
+    for sql in rejected {
+        expect(&s, sql, "sql_rejected").await;
+    }
+    // Comments hide nothing from the parser.
+    expect(&s, "SELECT 1 AS a -- ; DROP TABLE accounts", "success").await;
+    expect(&s, "SELECT 1 AS a /* ; DROP TABLE accounts */", "success").await;
+    // Queries that never end are stopped by the statement timeout.
+    expect(
+        &s,
+        "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 100000000) b",
+        "sql_timeout",
+    )
+    .await;
+    expect(
+        &s,
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+        "sql_timeout",
+    )
+    .await;
+    expect(&s, "SELECT * FROM generate_series(1, 5000)", "row_limit").await;
+    // A huge value is a verdict, not a crash.
+    let v = run(&s, "SELECT repeat('x', 20000000) AS big").await;
+    assert!(["success", "memory_limit"].contains(&v["status"].as_str().unwrap()), "{}", v["error"]);
+    expect(&s, "SELECT * FROM accounts ORDER BY id", "success").await;
+    assert_eq!(pg_fingerprint(&pool).await, before, "the database changed");
+
+    // Types, as a classifier sees them.
+    let code = r#"
+def classify(df):
+    r = df.iloc[0]
+    out = {"dtype:" + c: str(t) for c, t in df.dtypes.items()}
+    out.update(n=str(r["n"]), i8=int(r["i8"]), ts_tz=str(r["tz"].tzinfo), d=str(r["d"]), tm=str(r["tm"]), by=r["by"].hex(),
+               arr=r["arr"], j=r["j"], iv=r["iv"], u=r["u"], null_i2=str(df["i2"].iloc[1]))
+    print(out)
+    return [str(sorted(out.items()))] * len(df)
+"#;
+    let (_, v) = execute(&s.base, json!({"sql_query": "SELECT * FROM types ORDER BY i2 NULLS LAST", "classifier_code": code, "policy": "attack"})).await;
+    assert_status(&v, "success");
+    let out = v["stdout"].as_str().unwrap();
+    for want in [
+        "'dtype:i2': 'Int64'",
+        "'i8': 9223372036854775807",
+        "'n': '12345678901234567890.1234567890123456789",
+        "'dtype:f4': 'float64'",
+        "'dtype:b': 'boolean'",
+        "'ts_tz': 'UTC'",
+        "'d': '2024-02-29'",
+        "'tm': '23:59:59.999999'",
+        "'by': '00ff'",
+        "'arr': '[1,null,3]'",
+        "'u': 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+        "'null_i2': '<NA>'",
+        "'iv': 'P1M2DT10800S'",
+        "'dtype:ts': 'datetime64[us]'",
+        "'dtype:tz': 'datetime64[us, UTC]'",
+        "'dtype:n': 'object'",
+    ] {
+        assert!(out.contains(want), "missing {want} in {out}");
+    }
+    let columns: Vec<&str> =
+        v["columns"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        columns,
+        [
+            "integer",
+            "integer",
+            "integer",
+            "float",
+            "float",
+            "decimal",
+            "text",
+            "text",
+            "boolean",
+            "date",
+            "time",
+            "timestamp",
+            "timestamptz",
+            "interval",
+            "json",
+            "json",
+            "uuid",
+            "bytes",
+            "array",
+            "array"
+        ]
+    );
+
+    // /schema shows only what the policy allows.
+    let r: Value =
+        client().get(format!("{}/schema?policy=attack", s.base)).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> =
+        r["tables"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"accounts") && names.contains(&"types") && !names.contains(&"secrets"), "{r}");
+    let accounts = r["tables"].as_array().unwrap().iter().find(|t| t["name"] == "accounts").unwrap();
+    assert_eq!(accounts["columns"][2], json!({"name": "balance", "type": "numeric"}));
+    let admin = sqlx::PgPool::connect(PG_ADMIN).await.unwrap();
+    pool.close().await;
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+        .execute(&admin)
+        .await;
+}
+
+// ------------------------------------------------------------------ MariaDB
+
+async fn my_setup(db: &str) -> sqlx::MySqlPool {
+    let admin = sqlx::MySqlPool::connect(MY_ADMIN)
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB must run on 127.0.0.1:3306 (.ci/run starts it): {e}"));
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&admin).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&admin).await.unwrap();
+    let pool = sqlx::MySqlPool::connect(&format!("mysql://root@127.0.0.1:3306/{db}")).await.unwrap();
+    for stmt in [
+        "CREATE TABLE accounts (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) NOT NULL, balance DECIMAL(12,2))",
+        "INSERT INTO accounts (name, balance) VALUES ('alice', 10.50), ('bob', 20.25), ('carol', NULL)",
+        "CREATE TABLE secrets (id INT, v TEXT)",
+        "INSERT INTO secrets VALUES (1, 'hunter2')",
+        "CREATE TABLE types (ti TINYINT, si SMALLINT, i INT, bi BIGINT, ubi BIGINT UNSIGNED, f FLOAT, d DOUBLE, \
+         dec_ DECIMAL(38,10), vc VARCHAR(10), tx TEXT, bo BOOLEAN, dt DATE, tm TIME, dtm DATETIME(6), ts TIMESTAMP NULL, \
+         j JSON, bl BLOB, en ENUM('a','b'), yr YEAR)",
+        "INSERT INTO types VALUES (-1, 2, 3, 9223372036854775807, 18446744073709551615, 1.5, 2.25, \
+         1234567890123456789012345678.0123456789, 'x', 'text', TRUE, '2024-02-29', '838:59:59', '2024-01-02 03:04:05.123456', \
+         '2024-01-02 03:04:05', '{\"a\": 1}', X'00FF', 'b', 2024)",
+        "INSERT INTO types (ti) VALUES (NULL)",
+    ] {
+        sqlx::query(stmt).execute(&pool).await.unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+    pool
+}
+
+async fn my_fingerprint(pool: &sqlx::MySqlPool) -> String {
+    let mut out = String::new();
+    for t in ["accounts", "secrets", "types"] {
+        let row = sqlx::query(AssertSqlSafe(format!("CHECKSUM TABLE {t}"))).fetch_one(pool).await.unwrap();
+        let sum: Option<i64> = sqlx::Row::try_get(&row, 1).unwrap_or(None);
+        out += &format!("{t}={sum:?};");
+    }
+    let objects: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(GROUP_CONCAT(table_name ORDER BY table_name) AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user").fetch_one(pool).await.unwrap();
+    format!("{out}objects={objects:?};users={users}")
+}
+
+#[tokio::test]
+async fn mariadb_bypasses_are_refused_and_nothing_changes() {
+    let db = format!("sluice_attack_my_{}", std::process::id());
+    let pool = my_setup(&db).await;
+    let before = my_fingerprint(&pool).await;
+    let s = start(Options {
+        database: Some(format!("mysql://root@127.0.0.1:3306/{db}")),
+        policies: Some(policies()),
+        ..Default::default()
+    });
+    let rejected = [
+        "SELECT 1; DROP TABLE accounts",
+        "SeLeCt 1; DeLeTe FROM accounts",
+        "CREATE TABLE t (a INT)",
+        "ALTER TABLE accounts ADD COLUMN x INT",
+        "DROP TABLE accounts",
+        "TRUNCATE TABLE accounts",
+        "RENAME TABLE accounts TO a2",
+        "CREATE USER evil IDENTIFIED BY 'x'",
+        "GRANT ALL ON *.* TO 'evil'",
+        "SELECT * FROM accounts INTO OUTFILE '/tmp/sluice-out'",
+        "SELECT * INTO OUTFILE '/tmp/sluice-out' FROM accounts",
+        "SELECT name FROM accounts LIMIT 1 INTO DUMPFILE '/tmp/sluice-dump'",
+        "SELECT 1 /*!50000 , (SELECT v FROM secrets) */",
+        "/*!50000 DROP TABLE accounts */",
+        "SET GLOBAL max_connections = 1",
+        "SET SESSION max_statement_time = 0",
+        "KILL 1",
+        "SELECT BENCHMARK(100000000, MD5('x'))",
+        "SELECT SLEEP(5)",
+        "DO SLEEP(5)",
+        "SELECT GET_LOCK('x', 10)",
+        "SELECT LOAD_FILE('/etc/passwd')",
+        "LOCK TABLES accounts WRITE",
+        "SELECT * FROM accounts FOR UPDATE",
+        "START TRANSACTION",
+        "CALL p()",
+        "HANDLER accounts OPEN",
+        "SELECT * FROM secrets",
+        "SELECT * FROM accounts WHERE id IN (SELECT id FROM secrets)",
+    ];
+    for sql in rejected {
+        expect(&s, sql, "sql_rejected").await;
+    }
+    expect(&s, "SELECT 1 AS a -- ; DROP TABLE accounts", "success").await;
+    // MariaDB ends runaway recursion itself (max_recursive_iterations); any
+    // verdict but a hang will do.
+    let v = run(&s, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT COUNT(*) FROM r")
+        .await;
+    assert!(
+        ["success", "sql_error", "sql_timeout"].contains(&v["status"].as_str().unwrap()),
+        "{}",
+        v["error"]
+    );
+    let v = run(&s, "SELECT COUNT(*) FROM accounts a, accounts b, accounts c, accounts d, accounts e, accounts f, accounts g, accounts h, accounts i, accounts j, accounts k, accounts l, accounts m, accounts n, accounts o, accounts p WHERE MD5(CONCAT(a.name, p.name)) = 'x'").await;
+    assert!(["sql_timeout", "success"].contains(&v["status"].as_str().unwrap()), "{}", v["error"]);
+    expect(&s, "SELECT * FROM accounts ORDER BY id", "success").await;
+    assert_eq!(my_fingerprint(&pool).await, before, "the database changed");
+
+    let code = r#"
+def classify(df):
+    r = df.iloc[0]
+    out = {"dtype:" + c: str(t) for c, t in df.dtypes.items()}
+    out.update(dec_=str(r["dec_"]), ubi=int(r["ubi"]), bi=int(r["bi"]), dt=str(r["dt"]), tm=r["tm"], bl=r["bl"].hex(), j=r["j"], en=r["en"])
+    print(out)
+    return [0] * len(df)
+"#;
+    let (_, v) = execute(&s.base, json!({"sql_query": "SELECT * FROM types ORDER BY ti IS NULL", "classifier_code": code, "policy": "attack"})).await;
+    assert_status(&v, "success");
+    let out = v["stdout"].as_str().unwrap();
+    for want in [
+        "'ubi': 18446744073709551615",
+        "'bi': 9223372036854775807",
+        "'dec_': '1234567890123456789012345678.0123456789'",
+        "'dtype:ubi': 'UInt64'",
+        "'dtype:ti': 'Int64'",
+        "'dt': '2024-02-29'",
+        "'bl': '00ff'",
+        "'en': 'b'",
+        "'dtype:dtm': 'datetime64[us]'",
+        "'dtype:ts': 'datetime64[us, UTC]'",
+        "'tm': '838:59:59.000000'",
+        "'dtype:bo': 'boolean'",
+    ] {
+        assert!(out.contains(want), "missing {want} in {out}");
+    }
+    pool.close().await;
+    let admin = sqlx::MySqlPool::connect(MY_ADMIN).await.unwrap();
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&admin).await;
+}
