@@ -386,3 +386,48 @@ def classify(df):
     let admin = sqlx::MySqlPool::connect(MY_ADMIN).await.unwrap();
     let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&admin).await;
 }
+
+/// A policy that demands a read-only database role refuses a user who can
+/// write, and accepts the role the README recommends.
+#[tokio::test]
+async fn a_read_only_role_is_checked_at_start_up() {
+    let db = format!("sluice_role_{}", std::process::id());
+    let pool = pg_setup(&db).await;
+    let role = format!("sluice_reader_{}", std::process::id());
+    for stmt in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("ALTER ROLE {role} SET default_transaction_read_only = on"),
+    ] {
+        sqlx::query(AssertSqlSafe(stmt.clone()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("strict-policies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("default.toml"), "[database]\nrequire_read_only_role = true\n").unwrap();
+    let build = |user: &str| {
+        let mut cfg = sluice::service::AppConfig::new(common::data_dir());
+        cfg.policies_dir = Some(dir.clone());
+        cfg.progress = false;
+        cfg.database = Some(format!("postgres://{user}@127.0.0.1:5432/{db}"));
+        cfg
+    };
+    let err = match sluice::service::App::build(build("postgres")).await {
+        Ok(_) => panic!("a superuser must be refused under require_read_only_role"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("can write") && err.contains("requires a read-only role"), "{err}");
+    assert!(sluice::service::App::build(build(&role)).await.is_ok(), "the read-only role is accepted");
+    pool.close().await;
+    let admin = sqlx::PgPool::connect(PG_ADMIN).await.unwrap();
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+        .execute(&admin)
+        .await;
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}"))).execute(&admin).await;
+}
