@@ -166,6 +166,9 @@ struct ServeArgs {
     /// Requests that may wait for a free slot before new ones get 429.
     #[arg(long)]
     queue: Option<usize>,
+    /// Connections in the database pool. Default: 2 × concurrency.
+    #[arg(long, env = "SLUICE_DB_CONNECTIONS")]
+    db_connections: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +269,7 @@ async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(q) = a.queue {
         cfg.queue = q;
     }
+    cfg.db_connections = a.db_connections;
     let app = Arc::new(App::build(cfg).await?);
     if app.audit.active_key_count().await? == 0 {
         let (key, secret) = app.audit.create_key("admin", &[Role::Admin], None).await?;

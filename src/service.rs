@@ -131,6 +131,8 @@ pub struct AppConfig {
     pub progress: bool,
     /// `None`: SQLite `audit.sqlite` in the data dir.
     pub audit_database: Option<String>,
+    /// Connections in the data source's pool (default: 2 × concurrency).
+    pub db_connections: Option<usize>,
     /// Skip the audit log. Only the benchmark sets this, to measure what
     /// auditing costs; no flag, variable or policy reaches it.
     #[doc(hidden)]
@@ -148,6 +150,7 @@ impl AppConfig {
             queue: cpus * 16,
             progress: true,
             audit_database: None,
+            db_connections: None,
             benchmark_without_audit: false,
         }
     }
@@ -236,7 +239,8 @@ impl App {
                 format!("sqlite://{}", path.display())
             }
         };
-        let source = DataSource::connect(&url, (cfg.concurrency * 2) as u32).await?;
+        let pool_size = cfg.db_connections.unwrap_or(cfg.concurrency * 2).max(1) as u32;
+        let source = DataSource::connect(&url, pool_size).await?;
         let writable = source.writable_tables().await?;
         if !writable.is_empty() {
             let strict: Vec<&str> = policies

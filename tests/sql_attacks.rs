@@ -431,3 +431,61 @@ async fn a_read_only_role_is_checked_at_start_up() {
         .await;
     let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}"))).execute(&admin).await;
 }
+
+/// A database that goes away answers 503 with a clear message (never a
+/// hang), and sluice recovers by itself when it returns. The "network" is a
+/// local TCP proxy in front of PostgreSQL that the test cuts and restores
+/// (on worker threads: `start` blocks the test's own thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_is_a_503_then_recovers() {
+    use tokio::io::copy_bidirectional;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::watch;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (up_tx, up_rx) = watch::channel(true);
+    tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let mut up = up_rx.clone();
+            tokio::spawn(async move {
+                if !*up.borrow() {
+                    return; // refuse: drop the connection at once
+                }
+                let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await else { return };
+                tokio::select! {
+                    _ = copy_bidirectional(&mut client, &mut server) => {}
+                    _ = up.wait_for(|u| !*u) => {} // cut live connections too
+                }
+            });
+        }
+    });
+    let s = start(Options {
+        database: Some(format!("postgres://postgres@127.0.0.1:{port}/test")),
+        policies: Some(policies()),
+        ..Default::default()
+    });
+    let body = json!({"sql_query": "SELECT 1 AS x", "classifier_code": OK});
+    let (status, v) = execute(&s.base, body.clone()).await;
+    assert_eq!(status, 200, "{v}");
+
+    up_tx.send(false).unwrap();
+    let t = std::time::Instant::now();
+    let (status, v) = execute(&s.base, body.clone()).await;
+    assert_eq!(status, 503, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("database"), "{v}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(30), "answered in {:?}", t.elapsed());
+
+    up_tx.send(true).unwrap();
+    let mut ok = false;
+    for _ in 0..20 {
+        let (status, _) = execute(&s.base, body.clone()).await;
+        if status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(ok, "sluice did not recover when the database came back");
+}

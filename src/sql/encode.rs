@@ -334,6 +334,30 @@ mod tests {
     }
 
     #[test]
+    fn typed_columns_get_arrow_types_and_text_subtypes() {
+        let typed =
+            |kind, cells| ColumnData { name: "c".into(), declared: String::new(), cells, kind: Some(kind) };
+        let cols = vec![
+            typed(Kind::UInteger, vec![Cell::UInt(u64::MAX)]),
+            typed(Kind::Decimal, vec![Cell::Text("1.10".into())]),
+            typed(Kind::TimestampTz, vec![Cell::Timestamp(0)]),
+            typed(Kind::Date, vec![Cell::Date(1)]),
+        ];
+        let rows = encode(&cols, 1).unwrap();
+        let names: Vec<_> = rows.columns.iter().map(|c| c.type_name).collect();
+        assert_eq!(names, ["unsigned_integer", "decimal", "timestamptz", "date"]);
+        let reader =
+            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows.arrow_ipc), None).unwrap();
+        let schema = reader.schema();
+        assert_eq!(schema.field(0).data_type(), &DataType::UInt64);
+        assert_eq!(schema.field(1).metadata().get("sluice:type").map(String::as_str), Some("decimal"));
+        assert_eq!(
+            schema.field(2).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+    }
+
+    #[test]
     fn encodes_a_readable_stream() {
         let cols = vec![
             col("INTEGER", vec![Cell::Int(i64::MAX), Cell::Null]),
@@ -341,6 +365,7 @@ mod tests {
                 name: "t".into(),
                 declared: "TEXT".into(),
                 cells: vec![Cell::Text("x".into()), Cell::Null],
+                kind: None,
             },
         ];
         let rows = encode(&cols, 2).unwrap();
