@@ -43,6 +43,12 @@ enum Command {
     /// Review the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve MCP on stdio as the local user (principal `stdio:<user>`; with
+    /// SLUICE_API_KEY set, as that key).
+    Mcp {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// List the sandbox layers this host provides, and whether the policies
     /// accept the missing ones.
     Doctor {
@@ -225,6 +231,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => runtime().block_on(run(data_dir, a)),
         Command::Doctor { policies, json } => runtime().block_on(doctor(data_dir, policies, json)),
         Command::Keys(c) => runtime().block_on(keys(data_dir, c)),
+        Command::Mcp { source } => runtime().block_on(mcp(data_dir, source)),
         Command::Audit(c) => runtime().block_on(audit(data_dir, c)),
     };
     match result {
@@ -486,5 +493,25 @@ async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mcp(data_dir: PathBuf, source: SourceArgs) -> anyhow::Result<ExitCode> {
+    use rmcp::ServiceExt;
+    let mut cfg = app_config(data_dir, &source);
+    cfg.progress = false; // stdout is the protocol
+    let app = Arc::new(App::build(cfg).await?);
+    app.warm_up().await?;
+    let principal = match std::env::var("SLUICE_API_KEY") {
+        Ok(key) => app
+            .audit
+            .authenticate(key.trim())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("SLUICE_API_KEY is not a live key"))?,
+        Err(_) => Principal::local(&local_user()),
+    };
+    let caller = Caller { principal, client_addr: Some("stdio".into()) };
+    let service = crate::tools::SluiceTools::new(app, Some(caller)).serve(rmcp::transport::stdio()).await?;
+    service.waiting().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,5 +15,6 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod sql;
+pub mod tools;
 pub mod ui;
 pub mod verdict;

@@ -308,6 +308,10 @@ impl App {
         self.ready.load(Ordering::SeqCst)
     }
 
+    pub fn dialect_is_mysql(&self) -> bool {
+        self.source.dialect() == crate::sql::Dialect::MySql
+    }
+
     /// Tables and columns the policy lets a query read (GET /schema).
     pub async fn schema(&self, policy: &str) -> Result<Value, ServiceError> {
         let p = self.policies.get(policy).ok_or_else(|| ServiceError::BadRequest {

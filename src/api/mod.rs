@@ -25,9 +25,20 @@ pub use error::ApiError;
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
+    let mcp_app = app.clone();
+    let mcp = rmcp::transport::streamable_http_server::StreamableHttpService::new(
+        move || Ok(crate::tools::SluiceTools::new(mcp_app.clone(), None)),
+        Arc::new(rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default()),
+        // Bearer keys guard /mcp, so any Host may reach it (the loopback-only
+        // default protects unauthenticated local servers from DNS rebinding).
+        rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default()
+            .disable_allowed_hosts(),
+    );
     // Everything but the health checks needs a key.
     let protected = Router::new()
         .route("/execute-classifier", post(execute))
+        .route("/tools", get(tools))
+        .route_service("/mcp", mcp)
         .route("/schema", get(schema))
         .route("/audit", get(audit_list))
         .route("/audit/verify", get(audit_verify))
@@ -126,6 +137,22 @@ async fn execute(
     let code =
         if resp.status == Status::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
     Ok((code, axum::Json(resp)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ToolsQuery {
+    format: Option<String>,
+}
+
+/// Function-calling definitions (`?format=openai|anthropic`).
+async fn tools(Query(q): Query<ToolsQuery>) -> Result<Response, ApiError> {
+    let format = q.format.unwrap_or_else(|| "openai".into());
+    crate::tools::definitions(&format).map(|v| axum::Json(v).into_response()).ok_or_else(|| {
+        ApiError::BadRequest {
+            field: Some("format".into()),
+            message: format!("`{format}` is not a format; use openai or anthropic"),
+        }
+    })
 }
 
 #[derive(serde::Deserialize)]
