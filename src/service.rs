@@ -308,6 +308,26 @@ impl App {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// "; columns of iris: id, sepal_length, …" for the tables a query names.
+    async fn column_hint(&self, sql: &str) -> String {
+        let Ok(cols) = self.source.schema().await else { return String::new() };
+        let words: std::collections::HashSet<String> = sql
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        let mut by_table: Vec<(String, Vec<String>)> = Vec::new();
+        for (t, c, _) in cols {
+            if !words.contains(&t.to_ascii_lowercase()) {
+                continue;
+            }
+            match by_table.last_mut() {
+                Some((last, list)) if *last == t => list.push(c),
+                _ => by_table.push((t, vec![c])),
+            }
+        }
+        by_table.iter().map(|(t, c)| format!("; columns of {t}: {}", c.join(", "))).collect()
+    }
+
     pub fn dialect_is_mysql(&self) -> bool {
         self.source.dialect() == crate::sql::Dialect::MySql
     }
@@ -494,6 +514,13 @@ impl App {
         let rows = match fetched {
             Ok(rows) => rows,
             Err(SqlError::Unavailable { message }) => return Err(ServiceError::DatabaseUnavailable(message)),
+            Err(SqlError::Database { message }) if message.to_lowercase().contains("column") => {
+                // Name what exists, so the next attempt can use it.
+                let hint = self.column_hint(&req.sql_query).await;
+                resp.set_sql_error(SqlError::Database { message: format!("{message}{hint}") });
+                resp.timings_ms.total = ms(started);
+                return Ok(resp);
+            }
             Err(e) => {
                 resp.set_sql_error(e);
                 resp.timings_ms.total = ms(started);

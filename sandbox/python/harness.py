@@ -544,6 +544,7 @@ def run_child(zygote, req, in_fd, out_fd):
     try:
         t1 = time.monotonic()
         df = to_dataframe(arrow)
+        _COLUMNS[:] = [str(c) for c in df.columns]
         timings["frame_ms"] = (time.monotonic() - t1) * 1000.0
         t2 = time.monotonic()
         output = run_user_code(source, req.get("entrypoint") or "classify", df, stdout, stderr)
@@ -750,6 +751,13 @@ def user_exception(e, where):
             line=line,
             traceback=tb,
         )
+    if isinstance(e, KeyError) and _COLUMNS and e.args and isinstance(e.args[0], str) and e.args[0] not in _COLUMNS:
+        msg = (
+            f"KeyError: column {e.args[0]!r} does not exist {where}"
+            + (f" at line {line}" if line else "")
+            + f"; the DataFrame's columns are: {', '.join(map(str, _COLUMNS))}"
+        )
+        return Verdict("runtime_error", _clip(msg, MAX_MESSAGE_CHARS), type="KeyError", line=line, traceback=tb)
     if isinstance(e, SystemExit):
         msg = f"the code called exit({e.code!r}) {where}; return the labels instead"
     elif isinstance(e, KeyboardInterrupt):
@@ -760,6 +768,7 @@ def user_exception(e, where):
 
 
 LABEL_TYPES = (str, int, float, bool, type(None))
+_COLUMNS = []  # the current request's column names, for error hints
 
 
 def validate_output(output, n_rows):

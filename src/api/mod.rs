@@ -38,6 +38,7 @@ pub fn router(app: Arc<App>) -> Router {
     let protected = Router::new()
         .route("/execute-classifier", post(execute))
         .route("/tools", get(tools))
+        .route("/tools/call", post(tools_call))
         .route_service("/mcp", mcp)
         .route("/schema", get(schema))
         .route("/audit", get(audit_list))
@@ -153,6 +154,37 @@ async fn tools(Query(q): Query<ToolsQuery>) -> Result<Response, ApiError> {
             message: format!("`{format}` is not a format; use openai or anthropic"),
         }
     })
+}
+
+/// Dispatch one function call as a model emits it: an OpenAI `tool_call`
+/// (`{"type": "function", "function": {"name", "arguments": "<json>"}}`),
+/// an Anthropic `tool_use` (`{"name", "input"}`), or `{"name", "arguments"}`.
+async fn tools_call(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let v: serde_json::Value = parse_json(&body)?;
+    let call = v.get("function").unwrap_or(&v);
+    let name = call["name"].as_str().ok_or_else(|| ApiError::BadRequest {
+        field: Some("name".into()),
+        message: "the tool call has no `name`".into(),
+    })?;
+    let args = match call.get("arguments").or_else(|| call.get("input")) {
+        Some(serde_json::Value::String(s)) => serde_json::from_str(s).map_err(|e| ApiError::BadRequest {
+            field: Some("arguments".into()),
+            message: format!("`arguments` is not JSON: {e}"),
+        })?,
+        Some(other) => other.clone(),
+        None => json!({}),
+    };
+    let result = crate::tools::dispatch(&app, &caller, name, args).await;
+    Ok(axum::Json(json!({
+        "is_error": result.is_error.unwrap_or(false),
+        "content": result.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n"),
+        "structured_content": result.structured_content,
+    }))
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -33,6 +33,13 @@ async def session_calls(session):
     await session.initialize()
     tools = await session.list_tools()
     out = {"tools": sorted(t.name for t in tools.tools)}
+    out["tools_full"] = sorted(
+        (
+            {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+            for t in tools.tools
+        ),
+        key=lambda t: t["name"],
+    )
     out["list_tables"] = dump(await session.call_tool("list_tables", {}))
     out["describe_table"] = dump(await session.call_tool("describe_table", {"table": "iris", "sample_rows": 2}))
     ok = dump(await session.call_tool("execute_classifier", {"sql_query": "SELECT * FROM iris", "classifier_code": CLASSIFIER}))
