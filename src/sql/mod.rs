@@ -47,6 +47,56 @@ pub enum Param {
     Text(String),
 }
 
+/// Bind the request's parameters to a query, in order (every backend).
+/// `N` is the type a NULL is sent as.
+pub(crate) fn bind_params<'q, DB, N>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    params: &[Param],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    for<'t> Option<N>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> bool: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> f64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    for p in params {
+        query = match p {
+            Param::Null => query.bind(None::<N>),
+            Param::Bool(b) => query.bind(*b),
+            Param::Int(i) => query.bind(*i),
+            Param::Float(f) => query.bind(*f),
+            Param::Text(s) => query.bind(s.clone()),
+        };
+    }
+    query
+}
+
+/// Read rows into `columns` (one cell each, by `cell`), stopping with
+/// `RowLimit` past `limits.max_rows`, then encode them.
+pub(crate) async fn collect_rows<R, E>(
+    mut stream: impl futures_util::Stream<Item = Result<R, E>> + Unpin,
+    mut columns: Vec<encode::ColumnData>,
+    limits: FetchLimits,
+    on_error: impl Fn(E) -> SqlError,
+    cell: impl Fn(&R, usize, &str) -> Result<encode::Cell, SqlError>,
+) -> Result<Rows, SqlError> {
+    use futures_util::TryStreamExt;
+    let mut n: u64 = 0;
+    while let Some(row) = stream.try_next().await.map_err(&on_error)? {
+        if n == limits.max_rows {
+            return Err(SqlError::RowLimit { limit: limits.max_rows });
+        }
+        n += 1;
+        for (i, col) in columns.iter_mut().enumerate() {
+            col.cells.push(cell(&row, i, &col.declared)?);
+        }
+    }
+    drop(stream);
+    encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+}
+
 /// Per-request limits of the SQL stage.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use sqlx::postgres::types::PgInterval;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
 
-use super::encode::{Cell, ColumnData, Kind, encode};
-use super::{FetchLimits, Param, Rows, SqlError, redact};
+use super::encode::{Cell, ColumnData, Kind};
+use super::{FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, redact};
 
 pub struct PgSource {
     pool: PgPool,
@@ -119,29 +118,8 @@ async fn run(
             kind: Some(kind),
         });
     }
-    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
-    for p in params {
-        query = match p {
-            Param::Null => query.bind(None::<String>),
-            Param::Bool(b) => query.bind(*b),
-            Param::Int(i) => query.bind(*i),
-            Param::Float(f) => query.bind(*f),
-            Param::Text(s) => query.bind(s.clone()),
-        };
-    }
-    let mut stream = query.fetch(&mut *conn);
-    let mut n: u64 = 0;
-    while let Some(row) = stream.try_next().await.map_err(db_error)? {
-        if n == limits.max_rows {
-            return Err(SqlError::RowLimit { limit: limits.max_rows });
-        }
-        n += 1;
-        for (i, col) in columns.iter_mut().enumerate() {
-            col.cells.push(cell(&row, i, &col.declared)?);
-        }
-    }
-    drop(stream);
-    encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+    let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
+    collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
 }
 
 /// sluice's kind for a PostgreSQL type name (as sqlx names them).

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
 
-use super::encode::{Cell, ColumnData, encode};
-use super::{FetchLimits, Param, Rows, SqlError};
+use super::encode::{Cell, ColumnData};
+use super::{FetchLimits, Param, Rows, SqlError, bind_params, collect_rows};
 
 pub struct SqliteSource {
     pool: SqlitePool,
@@ -99,7 +98,7 @@ async fn run(
     // The text is the caller's by design: it passed the AST check, runs on
     // a read-only connection, and values travel as bind parameters.
     let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
-    let mut columns: Vec<ColumnData> = stmt
+    let columns: Vec<ColumnData> = stmt
         .columns()
         .iter()
         .map(|c| ColumnData {
@@ -110,46 +109,22 @@ async fn run(
         })
         .collect();
 
-    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
-    for p in params {
-        query = match p {
-            Param::Null => query.bind(None::<i64>),
-            Param::Bool(b) => query.bind(*b),
-            Param::Int(i) => query.bind(*i),
-            Param::Float(f) => query.bind(*f),
-            Param::Text(s) => query.bind(s.clone()),
-        };
-    }
-    let mut stream = query.fetch(&mut *conn);
-    let mut n: u64 = 0;
-    while let Some(row) = stream.try_next().await.map_err(db_error)? {
-        if n == limits.max_rows {
-            return Err(SqlError::RowLimit { limit: limits.max_rows });
-        }
-        n += 1;
-        push_row(&row, &mut columns)?;
-    }
-    drop(stream);
-    encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+    let query = bind_params::<_, i64>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
+    collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
 }
 
-fn push_row(row: &SqliteRow, columns: &mut [ColumnData]) -> Result<(), SqlError> {
-    for (i, col) in columns.iter_mut().enumerate() {
-        let raw = row.try_get_raw(i).map_err(db_error)?;
-        let cell = if raw.is_null() {
-            Cell::Null
-        } else {
-            // The value's own storage class, not the declared type.
-            match raw.type_info().name() {
-                "INTEGER" | "BOOLEAN" => Cell::Int(row.try_get_unchecked::<i64, _>(i).map_err(db_error)?),
-                "REAL" => Cell::Real(row.try_get_unchecked::<f64, _>(i).map_err(db_error)?),
-                "BLOB" => Cell::Blob(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(db_error)?),
-                _ => Cell::Text(row.try_get_unchecked::<String, _>(i).map_err(db_error)?),
-            }
-        };
-        col.cells.push(cell);
+/// One value by its own storage class (SQLite types values, not columns).
+fn cell(row: &SqliteRow, i: usize, _declared: &str) -> Result<Cell, SqlError> {
+    let raw = row.try_get_raw(i).map_err(db_error)?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
     }
-    Ok(())
+    Ok(match raw.type_info().name() {
+        "INTEGER" | "BOOLEAN" => Cell::Int(row.try_get_unchecked::<i64, _>(i).map_err(db_error)?),
+        "REAL" => Cell::Real(row.try_get_unchecked::<f64, _>(i).map_err(db_error)?),
+        "BLOB" => Cell::Blob(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(db_error)?),
+        _ => Cell::Text(row.try_get_unchecked::<String, _>(i).map_err(db_error)?),
+    })
 }
 
 fn db_error(e: sqlx::Error) -> SqlError {
