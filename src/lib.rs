@@ -10,6 +10,7 @@ pub mod demo;
 pub mod environment;
 pub mod executor;
 pub mod jail;
+pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod server;

@@ -181,6 +181,7 @@ pub enum StartError {
 pub struct App {
     pub policies: Policies,
     pub audit: AuditStore,
+    pub metrics: crate::metrics::Metrics,
     audited: bool,
     source: DataSource,
     executor: Arc<Executor>,
@@ -272,6 +273,7 @@ impl App {
         Ok(App {
             policies,
             audit,
+            metrics: Default::default(),
             audited: !cfg.benchmark_without_audit,
             source,
             executor,
@@ -374,9 +376,39 @@ impl App {
         (ready, body)
     }
 
-    /// Run one request to a verdict, on the record: the audit row is
-    /// written before any work and completed with the outcome, whatever it is.
+    /// Run one request to a verdict, on the record, and count it.
     pub async fn execute(
+        &self,
+        caller: &Caller,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ServiceError> {
+        let started = Instant::now();
+        let result = self.execute_audited(caller, req).await;
+        let status = match &result {
+            Ok(r) => r.status.as_str(),
+            Err(e) => e.audit_status(),
+        };
+        self.metrics.observe(status, started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Prometheus text for GET /metrics.
+    pub async fn metrics_text(&self) -> String {
+        let up = if self.executor.all_alive().await { 1.0 } else { 0.0 };
+        self.metrics.render(&[
+            ("sluice_zygotes_up", "1 when every environment's zygote is running.", up),
+            ("sluice_ready", "1 once the zygotes are warm.", if self.is_ready() { 1.0 } else { 0.0 }),
+            (
+                "sluice_queue_waiting",
+                "Requests waiting for an execution slot.",
+                self.admission.waiting() as f64,
+            ),
+        ])
+    }
+
+    /// The audit row is written before any work and completed with the
+    /// outcome, whatever it is.
+    async fn execute_audited(
         &self,
         caller: &Caller,
         req: ExecuteRequest,
@@ -723,6 +755,10 @@ impl Drop for Waiting<'_> {
 }
 
 impl Admission {
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     fn new(concurrency: usize, queue: usize) -> Self {
         Self { slots: Arc::new(Semaphore::new(concurrency)), waiting: AtomicUsize::new(0), queue }
     }

@@ -263,3 +263,24 @@ async fn no_child_outlives_its_request() {
     }
     assert_eq!(running(), Vec::<i32>::new());
 }
+
+#[tokio::test]
+async fn prometheus_metrics_count_executions() {
+    let (status, _) =
+        execute(&shared().base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": CODE})).await;
+    assert_eq!(status, 200);
+    let r = client().get(format!("{}/metrics", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    let successes: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_executions_total{status=\"success\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(successes >= 1);
+    assert!(text.contains("# TYPE sluice_execution_seconds histogram"), "{text}");
+    assert!(text.contains("sluice_zygotes_up 1\n"), "{text}");
+    let r = reqwest::Client::new().get(format!("{}/metrics", shared().base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}

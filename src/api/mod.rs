@@ -41,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tools/call", post(tools_call))
         .route_service("/mcp", mcp)
         .route("/schema", get(schema))
+        .route("/metrics", get(metrics))
         .route("/audit", get(audit_list))
         .route("/audit/verify", get(audit_verify))
         .route("/audit/{id}", get(audit_get))
@@ -138,6 +139,15 @@ async fn execute(
     let code =
         if resp.status == Status::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
     Ok((code, axum::Json(resp)).into_response())
+}
+
+/// Prometheus metrics (roles audit or admin).
+async fn metrics(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    require(&caller, Role::Audit)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics_text().await).into_response())
 }
 
 #[derive(serde::Deserialize)]

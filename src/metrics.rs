@@ -1,0 +1,81 @@
+//! Prometheus text metrics (GET /metrics): executions by status, their
+//! latency, the admission queue and the zygotes. Counters live in memory
+//! and start at zero with each process.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_status: BTreeMap<String, u64>,
+    buckets: Vec<u64>,
+    sum_s: f64,
+    count: u64,
+}
+
+impl Metrics {
+    /// Record one finished request.
+    pub fn observe(&self, status: &str, seconds: f64) {
+        let mut m = self.inner.lock().unwrap();
+        *m.by_status.entry(status.to_string()).or_insert(0) += 1;
+        if m.buckets.is_empty() {
+            m.buckets = vec![0; BUCKETS.len()];
+        }
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                m.buckets[i] += 1;
+            }
+        }
+        m.sum_s += seconds;
+        m.count += 1;
+    }
+
+    /// The exposition text, with gauges supplied by the caller.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let m = self.inner.lock().unwrap();
+        let mut out = String::new();
+        out += "# HELP sluice_executions_total Requests to execute a classifier, by final status.\n";
+        out += "# TYPE sluice_executions_total counter\n";
+        for (status, n) in &m.by_status {
+            out += &format!("sluice_executions_total{{status=\"{status}\"}} {n}\n");
+        }
+        out += "# HELP sluice_execution_seconds Time from request to verdict.\n";
+        out += "# TYPE sluice_execution_seconds histogram\n";
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let n = m.buckets.get(i).copied().unwrap_or(0);
+            out += &format!("sluice_execution_seconds_bucket{{le=\"{le}\"}} {n}\n");
+        }
+        out += &format!("sluice_execution_seconds_bucket{{le=\"+Inf\"}} {}\n", m.count);
+        out += &format!("sluice_execution_seconds_sum {}\n", m.sum_s);
+        out += &format!("sluice_execution_seconds_count {}\n", m.count);
+        for (name, help, value) in gauges {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let m = super::Metrics::default();
+        m.observe("success", 0.02);
+        m.observe("success", 0.2);
+        m.observe("timeout", 40.0);
+        let text = m.render(&[("sluice_up", "Always 1.", 1.0)]);
+        assert!(text.contains("sluice_executions_total{status=\"success\"} 2\n"), "{text}");
+        assert!(text.contains("sluice_execution_seconds_bucket{le=\"0.025\"} 1\n"), "{text}");
+        assert!(text.contains("sluice_execution_seconds_bucket{le=\"0.25\"} 2\n"), "{text}");
+        assert!(text.contains("sluice_execution_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("sluice_up 1\n"), "{text}");
+    }
+}
