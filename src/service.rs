@@ -23,20 +23,33 @@ use crate::sql::{ColumnInfo, DataSource, FetchLimits, Param, SqlError};
 use crate::verdict::Status;
 use crate::{code, demo, runtime};
 
-/// POST /execute-classifier body (DESIGN §3).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// POST /execute-classifier body (DESIGN §3), and the arguments of the
+/// `execute_classifier` tool: one type, so the API and the tool schemas
+/// cannot drift apart.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
+    /// Exactly one read-only SQL query (SELECT, WITH, VALUES, UNION …). Use `?` (SQLite, MySQL) or `$1`
+    /// (PostgreSQL) placeholders for values and pass them in `params`.
     pub sql_query: String,
+    /// Positional bind parameters for the query: strings, numbers, booleans or null.
     #[serde(default)]
     pub params: Vec<Value>,
+    /// Python source defining `def classify(df)`: `df` is a pandas DataFrame of the query's rows; return one
+    /// label per row (list, numpy array or Series of str/int/float/bool/None), or
+    /// {"labels": [...], "scores": [...]}. numpy, pandas, scikit-learn and scipy are available; there is no
+    /// network, no subprocess and no file access outside a scratch directory.
     pub classifier_code: String,
+    /// Name of the function to call (default `classify`).
     #[serde(default)]
     pub entrypoint: Option<String>,
+    /// Wall-clock limit in seconds for the code (default and maximum come from the policy: 30 and 120).
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// Memory limit in MB for the code (policy default 512, maximum 4096).
     #[serde(default)]
     pub max_memory: Option<u64>,
+    /// Named policy (default `default`): decides allowed tables and limits.
     #[serde(default)]
     pub policy: Option<String>,
 }

@@ -22,35 +22,6 @@ use crate::verdict::Status;
 /// structured content.
 const TEXT_PREDICTIONS: usize = 50;
 
-/// Run a Python classifier over the rows of one read-only SQL query.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExecuteArgs {
-    /// Exactly one read-only SQL query (SELECT, WITH, VALUES, UNION …). Use `?` (SQLite, MySQL) or `$1`
-    /// (PostgreSQL) placeholders for values and pass them in `params`.
-    pub sql_query: String,
-    /// Positional bind parameters for the query: strings, numbers, booleans or null.
-    #[serde(default)]
-    pub params: Vec<Value>,
-    /// Python source defining `def classify(df)`: `df` is a pandas DataFrame of the query's rows; return one
-    /// label per row (list, numpy array or Series of str/int/float/bool/None), or
-    /// {"labels": [...], "scores": [...]}. numpy, pandas, scikit-learn and scipy are available; there is no
-    /// network, no subprocess and no file access outside a scratch directory.
-    pub classifier_code: String,
-    /// Name of the function to call (default `classify`).
-    #[serde(default)]
-    pub entrypoint: Option<String>,
-    /// Wall-clock limit in seconds for the code (default and maximum come from the policy: 30 and 120).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    /// Memory limit in MB for the code (policy default 512, maximum 4096).
-    #[serde(default)]
-    pub max_memory: Option<u64>,
-    /// Named policy (default `default`): decides allowed tables and limits.
-    #[serde(default)]
-    pub policy: Option<String>,
-}
-
 /// List the tables a policy lets queries read, with their columns.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -167,14 +138,14 @@ impl SluiceTools {
     )]
     async fn execute_classifier(
         &self,
-        Parameters(args): Parameters<ExecuteArgs>,
+        Parameters(req): Parameters<ExecuteRequest>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let caller = match self.caller(&ctx) {
             Ok(c) => c,
             Err(e) => return Ok(e),
         };
-        Ok(run_execute(&self.app, &caller, args).await)
+        Ok(run_execute(&self.app, &caller, req).await)
     }
 
     #[tool(
@@ -232,19 +203,10 @@ impl ServerHandler for SluiceTools {
     }
 }
 
-pub async fn run_execute(app: &App, caller: &Caller, args: ExecuteArgs) -> CallToolResult {
+pub async fn run_execute(app: &App, caller: &Caller, req: ExecuteRequest) -> CallToolResult {
     if !caller.principal.has(Role::Execute) {
         return error_result("this key lacks the `execute` role");
     }
-    let req = ExecuteRequest {
-        sql_query: args.sql_query,
-        params: args.params,
-        classifier_code: args.classifier_code,
-        entrypoint: args.entrypoint,
-        timeout: args.timeout,
-        max_memory: args.max_memory,
-        policy: args.policy,
-    };
     match app.execute(caller, req).await {
         Ok(r) => tool_result(execute_text(&r), serde_json::to_value(&r).ok(), r.status != Status::Success),
         Err(e) => error_result(e.to_string()),
@@ -372,7 +334,7 @@ pub fn definitions(format: &str) -> Option<Value> {
         (
             "execute_classifier",
             "Run a Python classifier `def classify(df)` over the rows of one read-only SQL query in a sandbox; returns one label per row or an error with what to fix.",
-            schemars::schema_for!(ExecuteArgs),
+            schemars::schema_for!(ExecuteRequest),
         ),
         (
             "list_tables",
