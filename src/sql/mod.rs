@@ -97,6 +97,43 @@ pub(crate) async fn collect_rows<R, E>(
     encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
 }
 
+/// The columns of a prepared statement of a statically typed backend, each
+/// with its kind; a type sluice cannot read is an error that suggests the
+/// backend's own cast (`cast` turns a column name into it).
+pub(crate) fn typed_columns<C: sqlx::Column>(
+    columns: &[C],
+    kind_of: fn(&str) -> Option<encode::Kind>,
+    cast: fn(&str) -> String,
+) -> Result<Vec<encode::ColumnData>, SqlError> {
+    use sqlx::TypeInfo;
+    columns
+        .iter()
+        .map(|c| {
+            let declared = c.type_info().name().to_string();
+            let kind = kind_of(&declared).ok_or_else(|| SqlError::Database {
+                message: format!(
+                    "column `{}` has type {declared}, which sluice cannot read yet; cast it in the query, e.g. {}",
+                    c.name(),
+                    cast(c.name())
+                ),
+            })?;
+            Ok(encode::ColumnData { name: c.name().to_string(), declared, cells: Vec::new(), kind: Some(kind) })
+        })
+        .collect()
+}
+
+/// (table, column, type) triples from a catalogue query selecting `t`, `c`, `d`.
+pub(crate) fn schema_triples<R>(rows: &[R]) -> Vec<(String, String, String)>
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .filter_map(|r| Some((r.try_get("t").ok()?, r.try_get("c").ok()?, r.try_get("d").ok()?)))
+        .collect()
+}
+
 /// Per-request limits of the SQL stage.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
@@ -145,11 +182,16 @@ impl DataSource {
         limits: FetchLimits,
     ) -> Result<Rows, SqlError> {
         validate::validate(sql, self.dialect(), tables)?;
-        match self {
+        let result = match self {
             Self::Sqlite(s) => s.fetch(sql, params, limits).await,
             Self::Postgres(s) => s.fetch(sql, params, limits).await,
             Self::MySql(s) => s.fetch(sql, params, limits).await,
-        }
+        };
+        // Backends know that a statement timed out, not which limit it was.
+        result.map_err(|e| match e {
+            SqlError::Timeout { .. } => SqlError::Timeout { seconds: limits.timeout.as_secs_f64() },
+            other => other,
+        })
     }
 
     /// Can we still reach the database?

@@ -8,11 +8,13 @@
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 
-use super::encode::{Cell, ColumnData, Kind};
+use super::encode::{Cell, Kind};
 use super::postgres::{days, micros, micros_of_day};
-use super::{FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, redact};
+use super::{
+    FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, redact, schema_triples, typed_columns,
+};
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,10 +66,7 @@ impl MySqlSource {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((r.try_get("t").ok()?, r.try_get("c").ok()?, r.try_get("d").ok()?)))
-            .collect())
+        Ok(schema_triples(&rows))
     }
 
     pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
@@ -83,10 +82,7 @@ impl MySqlSource {
         conn.execute("START TRANSACTION READ ONLY").await.map_err(db_error)?;
         let result = run(&mut conn, sql, params, limits).await;
         let _ = conn.execute("ROLLBACK").await;
-        result.map_err(|e| match e {
-            SqlError::Timeout { .. } => SqlError::Timeout { seconds: limits.timeout.as_secs_f64() },
-            other => other,
-        })
+        result
     }
 }
 
@@ -97,23 +93,7 @@ async fn run(
     limits: FetchLimits,
 ) -> Result<Rows, SqlError> {
     let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
-    let mut columns = Vec::new();
-    for c in stmt.columns() {
-        let declared = c.type_info().name().to_string();
-        let kind = kind_of(&declared).ok_or_else(|| SqlError::Database {
-            message: format!(
-                "column `{}` has type {declared}, which sluice cannot read yet; cast it in the query, e.g. CAST({} AS CHAR)",
-                c.name(),
-                c.name()
-            ),
-        })?;
-        columns.push(ColumnData {
-            name: c.name().to_string(),
-            declared,
-            cells: Vec::new(),
-            kind: Some(kind),
-        });
-    }
+    let columns = typed_columns(stmt.columns(), kind_of, |n| format!("CAST({n} AS CHAR)"))?;
     let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
     collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
 }

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRo
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
 
 use super::encode::{Cell, ColumnData};
-use super::{FetchLimits, Param, Rows, SqlError, bind_params, collect_rows};
+use super::{FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, schema_triples};
 
 pub struct SqliteSource {
     pool: SqlitePool,
@@ -51,10 +51,7 @@ impl SqliteSource {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((r.try_get("t").ok()?, r.try_get("c").ok()?, r.try_get("d").ok()?)))
-            .collect())
+        Ok(schema_triples(&rows))
     }
 
     pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
