@@ -51,6 +51,15 @@ pub struct DatabaseRules {
     /// Refuse to start when the database user could write (table
     /// privileges); otherwise sluice only warns.
     pub require_read_only_role: bool,
+    /// PostgreSQL, MySQL/MariaDB: the database role this policy's queries
+    /// run as (`SET LOCAL ROLE` / `SET ROLE`), so that the database itself
+    /// enforces the table allow-list. Verified at start-up to read exactly
+    /// the allowed tables and write nothing.
+    pub role: Option<String>,
+    /// Refuse to start unless the database itself enforces this policy's
+    /// tables and read-only-ness (SQLite always does; PostgreSQL and MySQL
+    /// need `role`).
+    pub require_role: bool,
 }
 
 /// Sandbox layers that may be missing on a host (see `jail::LAYERS`).
@@ -129,25 +138,122 @@ impl Default for Tables {
     }
 }
 
-/// Which tables a policy lets a query read.
+/// Which tables a policy lets a query read. How a name matches a table is
+/// the database's own rule (`sql::names`): an unquoted part is folded the
+/// way the database folds it, a quoted part compares exactly, and an
+/// unqualified entry means the connection's default schema or database.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TableAllow {
+    /// Every table outside the database's system schemas.
     All,
-    /// Lower-cased names, possibly schema-qualified (`public.orders`).
-    Only(Vec<String>),
+    Only(Vec<TableRef>),
 }
 
 impl TableAllow {
-    /// Is `name` (as written in the query, parts joined by '.') allowed?
-    /// An unqualified allow-list entry matches the table in any schema.
-    pub fn allows(&self, name: &str) -> bool {
+    /// The entries as written, for messages.
+    pub fn describe(&self) -> String {
         match self {
-            TableAllow::All => true,
-            TableAllow::Only(list) => {
-                let name = name.to_ascii_lowercase();
-                let last = name.rsplit('.').next().unwrap_or(&name);
-                list.iter().any(|a| *a == name || (!a.contains('.') && a == last))
+            TableAllow::All => "all tables".into(),
+            TableAllow::Only(list) => list.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+/// One part of a name: `orders` or, quoted, `"Orders"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePart {
+    pub value: String,
+    pub quoted: bool,
+}
+
+/// A table as a policy names it: `orders`, `sales.orders`, `"Orders"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub schema: Option<NamePart>,
+    pub table: NamePart,
+}
+
+impl TableRef {
+    /// Parse `table`, `schema.table`, with parts optionally in double quotes
+    /// (`""` for a quote inside).
+    pub fn parse(text: &str) -> Result<TableRef, String> {
+        let mut parts = Vec::new();
+        let mut chars = text.chars().peekable();
+        loop {
+            let part = if chars.peek() == Some(&'"') {
+                chars.next();
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err(format!("`{text}`: a quoted name is not closed")),
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            value.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) if c.is_control() => {
+                            return Err(format!("`{text}`: control character in a name"));
+                        }
+                        Some(c) => value.push(c),
+                    }
+                }
+                NamePart { value, quoted: true }
+            } else {
+                let mut value = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    if !(c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+                        return Err(format!(
+                            "`{text}`: `{c}` cannot appear in an unquoted name; quote the name (\"…\") or use \
+                             letters, digits and _"
+                        ));
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+                if value.is_empty() || value.starts_with(|c: char| c.is_ascii_digit() || c == '$') {
+                    return Err(format!("`{text}` is not a table name (expected `table` or `schema.table`)"));
+                }
+                NamePart { value, quoted: false }
+            };
+            if part.value.is_empty() {
+                return Err(format!("`{text}`: empty quoted name"));
             }
+            parts.push(part);
+            match chars.next() {
+                None => break,
+                Some('.') => continue,
+                Some(c) => return Err(format!("`{text}`: unexpected `{c}` after a quoted name")),
+            }
+        }
+        match parts.len() {
+            1 => Ok(TableRef { schema: None, table: parts.remove(0) }),
+            2 => {
+                let table = parts.remove(1);
+                Ok(TableRef { schema: Some(parts.remove(0)), table })
+            }
+            _ => Err(format!("`{text}` has more than two parts; write `table` or `schema.table`")),
+        }
+    }
+}
+
+impl std::fmt::Display for NamePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.quoted {
+            write!(f, "\"{}\"", self.value.replace('"', "\"\""))
+        } else {
+            f.write_str(&self.value)
+        }
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.table),
+            None => write!(f, "{}", self.table),
         }
     }
 }
@@ -296,7 +402,13 @@ fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
     let tables = if pf.tables.allow.iter().any(|t| t == "*") {
         TableAllow::All
     } else {
-        TableAllow::Only(pf.tables.allow.iter().map(|t| t.to_ascii_lowercase()).collect())
+        let parsed: Result<Vec<TableRef>, String> =
+            pf.tables.allow.iter().map(|t| TableRef::parse(t)).collect();
+        TableAllow::Only(parsed.map_err(|problem| PolicyError::Invalid {
+            file: file.into(),
+            key: "tables.allow",
+            problem,
+        })?)
     };
     Ok(Policy {
         name: name.into(),
@@ -373,6 +485,16 @@ fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
     if profile.is_empty() || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(bad("sandbox.seccomp_profile", format!("`{profile}` is not a profile name")));
     }
+    if let Some(role) = &pf.database.role
+        && (role.is_empty()
+            || role.len() > 63
+            || !role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    {
+        return Err(bad(
+            "database.role",
+            format!("`{role}` is not a role name sluice accepts (1-63 of a-z, A-Z, 0-9, _ and -)"),
+        ));
+    }
     if pf.environment.is_empty() || pf.environment.contains('/') || pf.environment.starts_with('.') {
         return Err(bad("environment", format!("`{}` is not an environment name", pf.environment)));
     }
@@ -434,12 +556,19 @@ mod tests {
     }
 
     #[test]
-    fn table_allow_list_matching() {
-        let t = TableAllow::Only(vec!["iris".into(), "sales.orders".into()]);
-        assert!(t.allows("IRIS"));
-        assert!(t.allows("main.iris"));
-        assert!(t.allows("sales.orders"));
-        assert!(!t.allows("orders"));
-        assert!(!t.allows("wine"));
+    fn table_names_parse_with_quotes() {
+        let t = TableRef::parse("iris").unwrap();
+        assert_eq!(t, TableRef { schema: None, table: NamePart { value: "iris".into(), quoted: false } });
+        let t = TableRef::parse("sales.\"Big \"\"Orders\"\"\"").unwrap();
+        assert_eq!(t.schema.as_ref().unwrap().value, "sales");
+        assert_eq!(t.table, NamePart { value: "Big \"Orders\"".into(), quoted: true });
+        assert_eq!(t.to_string(), "sales.\"Big \"\"Orders\"\"\"");
+        for bad in ["", "a.b.c", "a b", "\"open", "1abc", "a.", "\"\""] {
+            assert!(TableRef::parse(bad).is_err(), "{bad}");
+        }
+        let e = parse("x", "p.toml", "[tables]\nallow = [\"a b\"]\n").unwrap_err().to_string();
+        assert!(e.contains("tables.allow") && e.contains("a b"), "{e}");
+        let e = parse("x", "p.toml", "[database]\nrole = \"x;y\"\n").unwrap_err().to_string();
+        assert!(e.contains("database.role"), "{e}");
     }
 }

@@ -19,7 +19,7 @@ use crate::config::DataDir;
 use crate::environment::Environments;
 use crate::executor::{ChildLimits, ExecError, Executor, Job, Outcome};
 use crate::policy::{Policies, Policy};
-use crate::sql::{ColumnInfo, DataSource, FetchLimits, Param, SqlError};
+use crate::sql::{Access, ColumnInfo, DataSource, EngineGuard, FetchLimits, Param, SqlError};
 use crate::verdict::Status;
 use crate::{code, demo, runtime};
 
@@ -187,6 +187,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     WritableDatabase(String),
+    #[error("{0}")]
+    SqlGuard(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -197,6 +199,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     audited: bool,
     source: DataSource,
+    /// How the database itself enforces each policy.
+    sql_guards: Vec<EngineGuard>,
     executor: Arc<Executor>,
     admission: Admission,
     ready: AtomicBool,
@@ -276,6 +280,19 @@ impl App {
             }
             tracing::warn!("{what}");
         }
+        let sql_guards = source.engine_guards(&policies).await?;
+        for g in &sql_guards {
+            if g.tables && g.writes {
+                continue;
+            }
+            if policies.get(&g.policy).is_some_and(|p| p.database.require_role) {
+                return Err(StartError::SqlGuard(format!(
+                    "policy `{}` requires the database to enforce it ([database] require_role), but: {}",
+                    g.policy, g.detail
+                )));
+            }
+            tracing::warn!("SQL guard degraded for policy `{}`: {}", g.policy, g.detail);
+        }
         let files = runtime::install(&data.runtime()).map_err(|source| StartError::Io {
             what: format!("writing runtime files under {}", data.runtime().display()),
             source,
@@ -289,6 +306,7 @@ impl App {
             metrics: Default::default(),
             audited: !cfg.benchmark_without_audit,
             source,
+            sql_guards,
             executor,
             admission: Admission::new(cfg.concurrency.max(1), cfg.queue),
             ready: AtomicBool::new(false),
@@ -323,31 +341,41 @@ impl App {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// "; columns of iris: id, sepal_length, …" for the tables a query names.
-    async fn column_hint(&self, sql: &str) -> String {
+    /// "; columns of iris: id, sepal_length, …" for the tables a query
+    /// names, among those the policy allows.
+    async fn column_hint(&self, sql: &str, policy: &Policy) -> String {
         let Ok(cols) = self.source.schema().await else { return String::new() };
+        let rules = self.source.rules();
         let words: std::collections::HashSet<String> = sql
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
             .map(|w| w.to_ascii_lowercase())
             .collect();
         let mut by_table: Vec<(String, Vec<String>)> = Vec::new();
-        for (t, c, _) in cols {
-            if !words.contains(&t.to_ascii_lowercase()) {
+        for c in cols {
+            let r = rules.stored(&c.schema, &c.table);
+            let name = rules.display(&r);
+            if !rules.allows(&policy.tables, &r) || !words.contains(&name.to_ascii_lowercase()) {
                 continue;
             }
             match by_table.last_mut() {
-                Some((last, list)) if *last == t => list.push(c),
-                _ => by_table.push((t, vec![c])),
+                Some((last, list)) if *last == name => list.push(c.column),
+                _ => by_table.push((name, vec![c.column])),
             }
         }
         by_table.iter().map(|(t, c)| format!("; columns of {t}: {}", c.join(", "))).collect()
     }
 
-    pub fn dialect_is_mysql(&self) -> bool {
-        self.source.dialect() == crate::sql::Dialect::MySql
+    /// A table name as SQL for this database, quoted part by part.
+    pub fn quote_table(&self, schema: Option<&str>, table: &str) -> String {
+        let rules = self.source.rules();
+        match schema {
+            Some(s) => format!("{}.{}", rules.quote(s), rules.quote(table)),
+            None => rules.quote(table),
+        }
     }
 
-    /// Tables and columns the policy lets a query read (GET /schema).
+    /// Tables and columns the policy lets a query read, and the functions
+    /// it may call (GET /schema).
     pub async fn schema(&self, policy: &str) -> Result<Value, ServiceError> {
         let p = self.policies.get(policy).ok_or_else(|| ServiceError::BadRequest {
             field: "policy".into(),
@@ -358,21 +386,29 @@ impl App {
         })?;
         let cols =
             self.source.schema().await.map_err(|e| ServiceError::DatabaseUnavailable(e.to_string()))?;
+        let rules = self.source.rules();
         let mut tables: Vec<Value> = Vec::new();
-        for (table, column, ty) in cols {
-            if !p.tables.allows(&table) {
+        for c in cols {
+            let r = rules.stored(&c.schema, &c.table);
+            if !rules.allows(&p.tables, &r) {
                 continue;
             }
-            if tables.last().map(|t| t["name"] != table.as_str()).unwrap_or(true) {
-                tables.push(json!({"name": table, "columns": []}));
+            let name = rules.display(&r);
+            if tables.last().map(|t| t["name"] != name.as_str()).unwrap_or(true) {
+                tables.push(json!({"name": name, "schema": c.schema, "table": c.table, "columns": []}));
             }
-            if let Some(Value::Array(c)) = tables.last_mut().map(|t| &mut t["columns"]) {
-                c.push(json!({"name": column, "type": ty}));
+            if let Some(Value::Array(list)) = tables.last_mut().map(|t| &mut t["columns"]) {
+                list.push(json!({"name": c.column, "type": c.data_type}));
             }
         }
-        Ok(
-            json!({"policy": p.name, "dialect": format!("{:?}", self.source.dialect()).to_lowercase(), "tables": tables}),
-        )
+        let dialect = self.source.dialect();
+        Ok(json!({
+            "policy": p.name,
+            "dialect": format!("{dialect:?}").to_lowercase(),
+            "tables": tables,
+            "functions": crate::sql::allow::functions(dialect),
+            "table_functions": crate::sql::allow::table_functions(dialect),
+        }))
     }
 
     /// Facts for /readyz.
@@ -383,7 +419,7 @@ impl App {
         let body = json!({
             "ready": ready,
             "warm": self.is_ready(),
-            "database": {"reachable": db, "url": self.source.describe()},
+            "database": {"reachable": db, "url": self.source.describe(), "sql_guards": self.sql_guards},
             "environments": self.executor.describe().await,
         });
         (ready, body)
@@ -548,7 +584,7 @@ impl App {
             .fetch(
                 &req.sql_query,
                 &params,
-                &policy.tables,
+                Access { tables: &policy.tables, role: policy.database.role.as_deref() },
                 FetchLimits {
                     max_rows: policy.limits.max_rows,
                     timeout: Duration::from_secs_f64(policy.limits.sql_timeout_s),
@@ -561,7 +597,7 @@ impl App {
             Err(SqlError::Unavailable { message }) => return Err(ServiceError::DatabaseUnavailable(message)),
             Err(SqlError::Database { message }) if message.to_lowercase().contains("column") => {
                 // Name what exists, so the next attempt can use it.
-                let hint = self.column_hint(&req.sql_query).await;
+                let hint = self.column_hint(&req.sql_query, policy).await;
                 resp.set_sql_error(SqlError::Database { message: format!("{message}{hint}") });
                 resp.timings_ms.total = ms(started);
                 return Ok(resp);
@@ -696,6 +732,9 @@ impl ExecuteResponse {
             SqlError::Rejected(r) => {
                 (Status::SqlRejected, json!({"message": format!("query rejected: {r}"), "reason": r.0}))
             }
+            SqlError::Params { .. } => {
+                (Status::SqlError, json!({"message": e.to_string(), "db_message": e.to_string()}))
+            }
             SqlError::Database { message } => (
                 Status::SqlError,
                 json!({"message": format!("the database refused the query: {message}"), "db_message": message}),
@@ -708,7 +747,10 @@ impl ExecuteResponse {
                 Status::RowLimit,
                 json!({"message": format!("{e}; add a WHERE clause or LIMIT {limit}, or aggregate in SQL"), "limit": limit}),
             ),
-            SqlError::Connect { .. } | SqlError::Encode(_) | SqlError::Unavailable { .. } => {
+            SqlError::Connect { .. }
+            | SqlError::Encode(_)
+            | SqlError::Unavailable { .. }
+            | SqlError::Role(_) => {
                 tracing::error!("sql stage failed: {e}");
                 (
                     Status::InternalError,

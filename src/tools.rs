@@ -269,12 +269,8 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
     // The name comes from the database's own catalogue, so quoting it is
     // enough; the sample goes through the same checked, sandboxed path.
     let name = table["name"].as_str().unwrap_or_default();
-    let quoted: Vec<String> = name.split('.').map(|p| format!("\"{}\"", p.replace('"', "\"\""))).collect();
-    let quoted = if app.dialect_is_mysql() {
-        name.split('.').map(|p| format!("`{}`", p.replace('`', "``"))).collect::<Vec<_>>().join(".")
-    } else {
-        quoted.join(".")
-    };
+    let schema_name = table["schema"].as_str().filter(|_| name.contains('.'));
+    let quoted = app.quote_table(schema_name, table["table"].as_str().unwrap_or(name));
     let n = args.sample_rows.unwrap_or(3).min(10);
     let req = ExecuteRequest {
         sql_query: format!("SELECT * FROM {quoted} LIMIT {n}"),

@@ -1,28 +1,81 @@
-//! The SQL stage: validate the query (AST), run it on a read-only pooled
-//! connection with a statement timeout and a row limit, and encode the rows
-//! as Arrow IPC for the sandbox.
+//! The SQL stage: check the query (AST allow-list, `validate`), run the
+//! canonical text printed from the checked AST on a read-only pooled
+//! connection with a statement timeout and a row limit, under the engine's
+//! own permissions for the policy, and encode the rows as Arrow IPC for the
+//! sandbox.
 //!
-//! `DataSource` is the seam where PostgreSQL and MySQL join SQLite: each
-//! backend validates in its own dialect and enforces read-only in its own
-//! way, and all of them hand back the same `Rows`.
+//! Three rules hold on every backend (README, "Data sources"): the database
+//! runs exactly the text that was checked; statement kinds, table factors,
+//! functions and operators are allowed by name; and the engine enforces the
+//! table allow-list and read-only-ness too (SQLite's authorizer, a
+//! per-policy role on PostgreSQL and MySQL/MariaDB), so a parser mistake is
+//! not a breach.
 
+pub mod allow;
+pub mod canonical;
 pub mod encode;
 pub mod mysql;
+pub mod names;
 pub mod postgres;
 pub mod sqlite;
 pub mod validate;
 
 use std::time::Duration;
 
-pub use encode::{ColumnInfo, Rows};
-pub use validate::{Dialect, Rejection};
+use serde::Serialize;
 
-use crate::policy::TableAllow;
+pub use encode::{ColumnInfo, Rows};
+pub use names::NameRules;
+pub use validate::{Checked, Rejection};
+
+use crate::policy::{Policies, TableAllow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::MySql => "MySQL/MariaDB",
+        }
+    }
+}
+
+/// What one policy lets a query touch, as the engine enforces it.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub tables: &'a TableAllow,
+    /// The database role queries run as (PostgreSQL, MySQL/MariaDB).
+    pub role: Option<&'a str>,
+}
+
+/// How far the database itself enforces one policy (start-up, /readyz).
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineGuard {
+    pub policy: String,
+    /// The database refuses reads of tables the policy does not allow.
+    pub tables: bool,
+    /// The database refuses writes (not only the read-only transaction).
+    pub writes: bool,
+    pub detail: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
     #[error("{0}")]
     Rejected(#[from] Rejection),
+    #[error(
+        "the query has {expected} placeholder(s) but `params` has {given} value(s); pass one value per placeholder"
+    )]
+    Params { expected: usize, given: usize },
+    #[error("{0}")]
+    Role(String),
     #[error("{message}")]
     Database { message: String },
     #[error("the query ran longer than the statement timeout of {seconds} s")]
@@ -122,15 +175,22 @@ pub(crate) fn typed_columns<C: sqlx::Column>(
         .collect()
 }
 
-/// (table, column, type) triples from a catalogue query selecting `t`, `c`, `d`.
-pub(crate) fn schema_triples<R>(rows: &[R]) -> Vec<(String, String, String)>
+/// Catalogue rows from a query selecting `s`, `t`, `c`, `d`.
+pub(crate) fn schema_columns<R>(rows: &[R]) -> Vec<SchemaColumn>
 where
     R: sqlx::Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
     rows.iter()
-        .filter_map(|r| Some((r.try_get("t").ok()?, r.try_get("c").ok()?, r.try_get("d").ok()?)))
+        .filter_map(|r| {
+            Some(SchemaColumn {
+                schema: r.try_get("s").ok()?,
+                table: r.try_get("t").ok()?,
+                column: r.try_get("c").ok()?,
+                data_type: r.try_get("d").ok()?,
+            })
+        })
         .collect()
 }
 
@@ -173,19 +233,62 @@ impl DataSource {
         }
     }
 
-    /// Validate, run and encode one query.
+    pub fn rules(&self) -> &NameRules {
+        match self {
+            Self::Sqlite(s) => s.rules(),
+            Self::Postgres(s) => s.rules(),
+            Self::MySql(s) => s.rules(),
+        }
+    }
+
+    /// Check `sql` against the policy (the parser layer) and return the
+    /// canonical text the database would run. On a thread of its own with a
+    /// large stack: a long query makes a deep AST, and walking or dropping
+    /// it must not overflow a server thread's stack.
+    pub async fn check(&self, sql: &str, tables: &TableAllow) -> Result<Checked, Rejection> {
+        let (sql, rules, tables) = (sql.to_string(), self.rules().clone(), tables.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("sluice-sql-check".into())
+            .stack_size(CHECK_STACK_BYTES)
+            .spawn(move || {
+                let _ = tx.send(validate::check(&sql, &rules, &tables));
+            })
+            .map_err(|e| Rejection(format!("sluice could not start checking the query ({e}); retry")))?;
+        rx.await.unwrap_or_else(|_| Err(Rejection("checking the query failed inside sluice; retry".into())))
+    }
+
+    /// Check, run and encode one query.
     pub async fn fetch(
         &self,
         sql: &str,
         params: &[Param],
-        tables: &TableAllow,
+        access: Access<'_>,
         limits: FetchLimits,
     ) -> Result<Rows, SqlError> {
-        validate::validate(sql, self.dialect(), tables)?;
+        let checked = self.check(sql, access.tables).await?;
+        if checked.placeholders != params.len() {
+            return Err(SqlError::Params { expected: checked.placeholders, given: params.len() });
+        }
+        self.run_unchecked(&checked.canonical, params, access, limits).await
+    }
+
+    /// The engine layer alone: run `sql` exactly as given, under the
+    /// policy's engine-side permissions (read-only connection and
+    /// transaction, SQLite's authorizer, the policy's role), without the
+    /// parser's check. `fetch` calls it with checked canonical text; tests
+    /// call it with hostile text to prove the engine layer holds by itself.
+    pub async fn run_unchecked(
+        &self,
+        sql: &str,
+        params: &[Param],
+        access: Access<'_>,
+        limits: FetchLimits,
+    ) -> Result<Rows, SqlError> {
         let result = match self {
-            Self::Sqlite(s) => s.fetch(sql, params, limits).await,
-            Self::Postgres(s) => s.fetch(sql, params, limits).await,
-            Self::MySql(s) => s.fetch(sql, params, limits).await,
+            Self::Sqlite(s) => s.fetch(sql, params, access, limits).await,
+            Self::Postgres(s) => s.fetch(sql, params, access, limits).await,
+            Self::MySql(s) => s.fetch(sql, params, access, limits).await,
         };
         // Backends know that a statement timed out, not which limit it was.
         result.map_err(|e| match e {
@@ -222,15 +325,45 @@ impl DataSource {
         }
     }
 
-    /// (table, column, type) for every column, in table order.
-    pub async fn schema(&self) -> Result<Vec<(String, String, String)>, SqlError> {
+    /// Every column of every table and view outside the system schemas, in
+    /// table order.
+    pub async fn schema(&self) -> Result<Vec<SchemaColumn>, SqlError> {
         match self {
             Self::Sqlite(s) => s.schema().await,
             Self::Postgres(s) => s.schema().await,
             Self::MySql(s) => s.schema().await,
         }
     }
+
+    /// How the database enforces each policy; an error when a policy's role
+    /// is missing or does not match the policy (it must read exactly the
+    /// allowed tables and write nothing).
+    pub async fn engine_guards(&self, policies: &Policies) -> Result<Vec<EngineGuard>, SqlError> {
+        let mut out = Vec::new();
+        for p in policies.iter() {
+            let access = Access { tables: &p.tables, role: p.database.role.as_deref() };
+            let guard = match self {
+                Self::Sqlite(s) => s.engine_guard(&p.name, access),
+                Self::Postgres(s) => s.engine_guard(&p.name, access).await?,
+                Self::MySql(s) => s.engine_guard(&p.name, access).await?,
+            };
+            out.push(guard);
+        }
+        Ok(out)
+    }
 }
+
+/// One column of the database's catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaColumn {
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    pub data_type: String,
+}
+
+/// Stack for checking one query (virtual; only what is touched is used).
+const CHECK_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {

@@ -1,9 +1,13 @@
-//! MySQL and MariaDB: every query runs inside `START TRANSACTION READ ONLY`
-//! through the prepared-statement protocol (one statement, no stacking),
-//! with a statement time limit (MySQL `max_execution_time` in ms, MariaDB
-//! `max_statement_time` in s); the transaction is always rolled back.
-//! A read-only transaction does not stop DDL on MariaDB: the AST check is
-//! what keeps DDL out, and a read-only database user is the third layer.
+//! MySQL and MariaDB: every query runs on a connection of its own (closed
+//! afterwards, so no session state — user variables, roles, locks — reaches
+//! the next request), inside `START TRANSACTION READ ONLY` through the
+//! prepared-statement protocol (one statement, no stacking), with a
+//! statement time limit (MySQL `max_execution_time` in ms, MariaDB
+//! `max_statement_time` in s) and a client-side deadline that kills the
+//! query. Where the policy names one, the connection first switches to the
+//! policy's role (`SET ROLE`), so the server's grants enforce the table
+//! allow-list. A read-only transaction does not stop DDL on MariaDB: the
+//! role (or a read-only login) is what does.
 
 use std::time::Duration;
 
@@ -11,32 +15,58 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 
 use super::encode::{Cell, Kind};
+use super::names::NameRules;
 use super::postgres::{days, micros, micros_of_day};
 use super::{
-    FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, redact, schema_triples, typed_columns,
+    Access, Dialect, EngineGuard, FetchLimits, Param, Rows, SchemaColumn, SqlError, bind_params,
+    collect_rows, redact, schema_columns, typed_columns,
 };
+use crate::policy::TableAllow;
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Past the statement limit by this much, the client kills the query.
+const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
 pub struct MySqlSource {
     pool: MySqlPool,
     url: String,
     mariadb: bool,
+    rules: NameRules,
 }
 
 impl MySqlSource {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
         let url = url.replacen("mariadb:", "mysql:", 1);
         let connect_err = |e: sqlx::Error| SqlError::Connect { url: redact(&url), message: e.to_string() };
+        let max = max_connections.max(1);
+        // Connections are used once; the pool keeps fresh ones ready.
         let pool = MySqlPoolOptions::new()
-            .max_connections(max_connections.max(1))
+            .max_connections(max)
+            .min_connections(max.min(4))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(&url)
             .await
             .map_err(connect_err)?;
-        let version: String =
-            sqlx::query_scalar("SELECT VERSION()").fetch_one(&pool).await.map_err(connect_err)?;
-        Ok(Self { pool, url, mariadb: version.contains("MariaDB") })
+        let row = sqlx::query("SELECT VERSION(), DATABASE(), @@lower_case_table_names")
+            .fetch_one(&pool)
+            .await
+            .map_err(connect_err)?;
+        let version: String = row.try_get(0).map_err(connect_err)?;
+        let Some(database) = row.try_get::<Option<String>, _>(1).map_err(connect_err)? else {
+            return Err(SqlError::Connect {
+                url: redact(&url),
+                message: "the URL names no database; use mysql://user@host/DATABASE".into(),
+            });
+        };
+        let lower: i64 =
+            row.try_get::<i64, _>(2).or_else(|_| row.try_get::<u64, _>(2).map(|v| v as i64)).unwrap_or(0);
+        let rules =
+            NameRules { dialect: Dialect::MySql, default_schema: database, case_sensitive: lower == 0 };
+        Ok(Self { pool, url, mariadb: version.contains("MariaDB"), rules })
+    }
+
+    pub fn rules(&self) -> &NameRules {
+        &self.rules
     }
 
     pub fn describe(&self) -> String {
@@ -58,31 +88,186 @@ impl MySqlSource {
             .collect())
     }
 
-    pub async fn schema(&self) -> Result<Vec<(String, String, String)>, SqlError> {
+    pub async fn schema(&self) -> Result<Vec<SchemaColumn>, SqlError> {
         let rows = sqlx::query(
-            "SELECT CAST(table_name AS CHAR) AS t, CAST(column_name AS CHAR) AS c, CAST(column_type AS CHAR) AS d \
-             FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position",
+            "SELECT CAST(table_schema AS CHAR) AS s, CAST(table_name AS CHAR) AS t, CAST(column_name AS CHAR) AS c, \
+             CAST(column_type AS CHAR) AS d FROM information_schema.columns WHERE table_schema = DATABASE() \
+             ORDER BY table_name, ordinal_position",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(schema_triples(&rows))
+        Ok(schema_columns(&rows))
     }
 
-    pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Param],
+        access: Access<'_>,
+        limits: FetchLimits,
+    ) -> Result<Rows, SqlError> {
         let mut conn = self.pool.acquire().await.map_err(|e| SqlError::Unavailable {
             message: format!("no database connection became free or the database cannot be reached: {e}"),
         })?;
+        // Whatever happens, this session ends with the request.
+        conn.close_on_drop();
+        if let Some(role) = access.role {
+            conn.execute(AssertSqlSafe(format!("SET ROLE {}", self.rules.quote(role))))
+                .await
+                .map_err(db_error)?;
+        }
         let limit = if self.mariadb {
             format!("SET SESSION max_statement_time = {}", limits.timeout.as_secs_f64())
         } else {
             format!("SET SESSION max_execution_time = {}", limits.timeout.as_millis().max(1))
         };
         conn.execute(AssertSqlSafe(limit)).await.map_err(db_error)?;
+        let id: u64 =
+            sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut *conn).await.map_err(db_error)?;
         conn.execute("START TRANSACTION READ ONLY").await.map_err(db_error)?;
-        let result = run(&mut conn, sql, params, limits).await;
-        let _ = conn.execute("ROLLBACK").await;
-        result
+        match tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(&mut conn, sql, params, limits)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The server did not stop it (MariaDB lets some work past
+                // max_statement_time): kill it from another session.
+                if let Ok(mut other) = self.pool.acquire().await {
+                    other.close_on_drop();
+                    let _ = other.execute(AssertSqlSafe(format!("KILL QUERY {id}"))).await;
+                }
+                Err(SqlError::Timeout { seconds: 0.0 })
+            }
+        }
+    }
+
+    /// How the server enforces a policy: with its role, verified here to
+    /// read exactly the allowed tables and hold no other privilege, or not.
+    pub async fn engine_guard(&self, policy: &str, access: Access<'_>) -> Result<EngineGuard, SqlError> {
+        let Some(role) = access.role else {
+            let writable = self.writable_tables().await?;
+            return Ok(EngineGuard {
+                policy: policy.into(),
+                tables: false,
+                writes: writable.is_empty(),
+                detail: format!(
+                    "no database role for this policy: only sluice's parser keeps queries to the allowed tables{}; \
+                     set [database] role (README, \"A role per policy\")",
+                    if writable.is_empty() {
+                        ""
+                    } else {
+                        ", and the login user could write (a READ ONLY transaction does not stop DDL)"
+                    }
+                ),
+            });
+        };
+        let problems = self.role_problems(role, access.tables).await?;
+        if !problems.is_empty() {
+            return Err(SqlError::Role(format!(
+                "policy `{policy}`: database role `{role}` does not match the policy: {}; fix the grants \
+                 (README, \"A role per policy\")",
+                problems.join("; ")
+            )));
+        }
+        Ok(EngineGuard {
+            policy: policy.into(),
+            tables: true,
+            writes: true,
+            detail: format!(
+                "queries run with role `{role}` (SET ROLE on a fresh connection), verified at start-up to read \
+                 exactly the allowed tables and hold no other privilege"
+            ),
+        })
+    }
+
+    /// Everything wrong with `role` (together with the login's own grants)
+    /// for a policy allowing `tables`.
+    async fn role_problems(&self, role: &str, tables: &TableAllow) -> Result<Vec<String>, SqlError> {
+        let mut conn =
+            self.pool.acquire().await.map_err(|e| SqlError::Unavailable { message: e.to_string() })?;
+        conn.close_on_drop();
+        if let Err(e) = conn.execute(AssertSqlSafe(format!("SET ROLE {}", self.rules.quote(role)))).await {
+            return Ok(vec![format!(
+                "the login user cannot switch to it ({}); CREATE ROLE it and GRANT it TO the login user",
+                db_error(e)
+            )]);
+        }
+        let mut problems = Vec::new();
+        let grants: Vec<String> = sqlx::query("SHOW GRANTS")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .collect();
+        for g in &grants {
+            if let Some(p) = grant_problem(g, &self.rules, tables) {
+                problems.push(p);
+            }
+        }
+        let visible = sqlx::query(
+            "SELECT CAST(table_schema AS CHAR) AS s, CAST(table_name AS CHAR) AS t FROM information_schema.tables \
+             WHERE table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        let mut readable = Vec::new();
+        let mut extra = Vec::new();
+        for row in &visible {
+            let (s, t): (String, String) =
+                (row.try_get("s").map_err(db_error)?, row.try_get("t").map_err(db_error)?);
+            let r = self.rules.stored(&s, &t);
+            if !self.rules.allows(tables, &r) {
+                extra.push(format!("{s}.{t}"));
+            }
+            readable.push(r);
+        }
+        if !extra.is_empty() {
+            problems.push(format!("it can see {}, which the policy does not allow", extra.join(", ")));
+        }
+        if let TableAllow::Only(entries) = tables {
+            for e in entries {
+                let want = self.rules.resolve(
+                    e.schema.as_ref().map(|p| (p.value.as_str(), p.quoted)),
+                    (e.table.value.as_str(), e.table.quoted),
+                );
+                if !readable.iter().any(|r| self.rules.same(r, &want)) {
+                    problems
+                        .push(format!("it cannot read allowed table {e} (GRANT SELECT ON it, or remove it)"));
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// What is wrong with one line of SHOW GRANTS, if anything: only USAGE, and
+/// SELECT on single tables the policy allows, are acceptable (role
+/// memberships and default roles are not privileges).
+fn grant_problem(line: &str, rules: &NameRules, tables: &TableAllow) -> Option<String> {
+    let upper = line.to_ascii_uppercase();
+    if upper.starts_with("SET DEFAULT ROLE") || !upper.contains(" ON ") {
+        return None;
+    }
+    if upper.contains("WITH GRANT OPTION") {
+        return Some(format!("`{line}` lets it grant privileges"));
+    }
+    let privs = upper.strip_prefix("GRANT ")?.split(" ON ").next()?.trim().to_string();
+    if privs == "USAGE" {
+        return None;
+    }
+    let only_select = privs == "SELECT" || (privs.starts_with("SELECT (") && !privs.contains("),"));
+    let object = line[line.to_ascii_uppercase().find(" ON ")? + 4..].split(" TO ").next()?.trim();
+    let parts: Vec<String> = object.split('.').map(|p| p.trim_matches('`').replace("``", "`")).collect();
+    let allowed_table = match parts.as_slice() {
+        [db, table] if db != "*" && table != "*" => rules.allows(tables, &rules.stored(db, table)),
+        [db, table] if db == &rules.default_schema && table == "*" => matches!(tables, TableAllow::All),
+        _ => false,
+    };
+    if only_select && allowed_table {
+        None
+    } else {
+        Some(format!("`{line}` grants more than SELECT on the allowed tables"))
     }
 }
 

@@ -1,36 +1,94 @@
 //! PostgreSQL: every query runs inside `BEGIN READ ONLY` with
-//! `SET LOCAL statement_timeout`, through the extended (prepared) protocol,
-//! which carries exactly one statement; the transaction is always rolled
-//! back. Values are decoded per column type into Arrow-ready cells.
+//! `SET LOCAL statement_timeout`, `standard_conforming_strings` on, the
+//! `search_path` pinned to the default schema and, where the policy names
+//! one, `SET LOCAL ROLE` to the policy's role, so that PostgreSQL's own
+//! permissions enforce the table allow-list. The query travels through the
+//! extended (prepared) protocol, which carries exactly one statement; the
+//! transaction is always rolled back and the session reset (advisory locks,
+//! settings), and a connection whose ending is in doubt is closed instead
+//! of going back to the pool. Values are decoded per column type into
+//! Arrow-ready cells.
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::types::PgInterval;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
+use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlSafeStr, Statement, ValueRef};
 
 use super::encode::{Cell, Kind};
+use super::names::NameRules;
 use super::{
-    FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, redact, schema_triples, typed_columns,
+    Access, Dialect, EngineGuard, FetchLimits, Param, Rows, SchemaColumn, SqlError, bind_params,
+    collect_rows, redact, schema_columns, typed_columns,
 };
+use crate::policy::TableAllow;
 
 pub struct PgSource {
     pool: PgPool,
     url: String,
+    rules: NameRules,
 }
 
 /// Waiting longer than this for a pooled connection answers 503, not a hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The client gives the server this long past the statement timeout before
+/// it drops the connection itself.
+const CLIENT_GRACE: Duration = Duration::from_secs(2);
+/// Undoes everything a session can keep past a rollback.
+const RESET: &str = "ROLLBACK; SELECT pg_advisory_unlock_all(); RESET ALL";
+
+/// A pooled connection that is closed, not returned, unless the request
+/// ended cleanly (`release`).
+struct Lease(Option<PoolConnection<Postgres>>);
+
+impl Lease {
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        self.0.as_mut().expect("leased")
+    }
+
+    /// Roll back and reset the session; back to the pool only if that worked.
+    async fn release(mut self) {
+        if self.conn().execute(RESET).await.is_ok() {
+            drop(self.0.take());
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.close_on_drop();
+        }
+    }
+}
 
 impl PgSource {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
+        let connect_err = |e: sqlx::Error| SqlError::Connect { url: redact(url), message: e.to_string() };
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await
-            .map_err(|e| SqlError::Connect { url: redact(url), message: e.to_string() })?;
-        Ok(Self { pool, url: url.into() })
+            .map_err(connect_err)?;
+        let schema: Option<String> =
+            sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(connect_err)?;
+        let Some(default_schema) = schema else {
+            return Err(SqlError::Connect {
+                url: redact(url),
+                message:
+                    "no schema of the search_path exists, so unqualified table names mean nothing; set the \
+                          role's search_path to the schema of your tables"
+                        .into(),
+            });
+        };
+        let rules = NameRules { dialect: Dialect::Postgres, default_schema, case_sensitive: true };
+        Ok(Self { pool, url: url.into(), rules })
+    }
+
+    pub fn rules(&self) -> &NameRules {
+        &self.rules
     }
 
     pub fn describe(&self) -> String {
@@ -58,34 +116,198 @@ impl PgSource {
     }
 
     /// Tables and columns with their types (for /schema).
-    pub async fn schema(&self) -> Result<Vec<(String, String, String)>, SqlError> {
+    pub async fn schema(&self) -> Result<Vec<SchemaColumn>, SqlError> {
         let rows = sqlx::query(
-            "SELECT CASE WHEN table_schema = 'public' THEN table_name ELSE table_schema || '.' || table_name END AS t, \
-             column_name AS c, data_type AS d FROM information_schema.columns \
-             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+            "SELECT table_schema::text AS s, table_name::text AS t, column_name::text AS c, data_type::text AS d \
+             FROM information_schema.columns \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg\\_%' \
              ORDER BY table_schema, table_name, ordinal_position",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(schema_triples(&rows))
+        Ok(schema_columns(&rows))
     }
 
-    pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
-        let mut conn = self.pool.acquire().await.map_err(acquire_error)?;
-        conn.execute("BEGIN READ ONLY").await.map_err(db_error)?;
+    /// `BEGIN READ ONLY` and the settings every query runs under.
+    fn begin(&self, limits: FetchLimits, role: Option<&str>) -> String {
         let ms = limits.timeout.as_millis().max(1);
-        let result = async {
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL statement_timeout = {ms}")))
-                .execute(&mut *conn)
+        let mut sql = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL standard_conforming_strings = on; \
+             SET LOCAL search_path = {}",
+            self.rules.quote(&self.rules.default_schema)
+        );
+        if let Some(role) = role {
+            sql += &format!("; SET LOCAL ROLE {}", self.rules.quote(role));
+        }
+        sql
+    }
+
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Param],
+        access: Access<'_>,
+        limits: FetchLimits,
+    ) -> Result<Rows, SqlError> {
+        let mut lease = Lease(Some(self.pool.acquire().await.map_err(acquire_error)?));
+        // Our own fixed text, so the simple protocol may carry several statements.
+        lease.conn().execute(AssertSqlSafe(self.begin(limits, access.role))).await.map_err(db_error)?;
+        let result =
+            tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(lease.conn(), sql, params, limits))
+                .await
+                .unwrap_or(Err(SqlError::Timeout { seconds: 0.0 }));
+        // Only a statement that ran to its end leaves the connection in a
+        // known state; one stopped at the row limit or the deadline may still
+        // be sending rows, so its connection is closed (the lease's drop).
+        if matches!(result, Ok(_) | Err(SqlError::Database { .. })) {
+            lease.release().await;
+        }
+        result
+    }
+
+    /// How PostgreSQL enforces a policy: with its role, verified here to
+    /// read exactly the allowed relations and write nothing, or not at all.
+    pub async fn engine_guard(&self, policy: &str, access: Access<'_>) -> Result<EngineGuard, SqlError> {
+        let Some(role) = access.role else {
+            let writable = self.writable_tables().await?;
+            return Ok(EngineGuard {
+                policy: policy.into(),
+                tables: false,
+                writes: writable.is_empty(),
+                detail: format!(
+                    "no database role for this policy: READ ONLY transactions keep out most writes{}, but only \
+                     sluice's parser keeps queries to the allowed tables; set [database] role (README, \
+                     \"A role per policy\")",
+                    if writable.is_empty() { "" } else { " and the login user could write" }
+                ),
+            });
+        };
+        let problems = self.role_problems(role, access.tables).await?;
+        if !problems.is_empty() {
+            return Err(SqlError::Role(format!(
+                "policy `{policy}`: database role `{role}` does not match the policy: {}; fix the grants \
+                 (README, \"A role per policy\")",
+                problems.join("; ")
+            )));
+        }
+        Ok(EngineGuard {
+            policy: policy.into(),
+            tables: true,
+            writes: true,
+            detail: format!(
+                "queries run as role `{role}` (SET LOCAL ROLE inside a READ ONLY transaction), verified at start-up \
+                 to read exactly the allowed tables and write nothing"
+            ),
+        })
+    }
+
+    /// Everything wrong with `role` for a policy allowing `tables`.
+    async fn role_problems(&self, role: &str, tables: &TableAllow) -> Result<Vec<String>, SqlError> {
+        let mut lease = Lease(Some(self.pool.acquire().await.map_err(acquire_error)?));
+        let limits = FetchLimits { max_rows: 0, timeout: Duration::from_secs(30) };
+        if let Err(e) = lease.conn().execute(AssertSqlSafe(self.begin(limits, Some(role)))).await {
+            return Ok(vec![format!(
+                "the login user cannot switch to it ({}); create it and GRANT {role} TO the login user",
+                db_error(e)
+            )]);
+        }
+        let conn = lease.conn();
+        let mut problems = Vec::new();
+        let attrs = sqlx::query(
+            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication FROM pg_roles \
+             WHERE rolname = current_user",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        for (i, what) in
+            ["SUPERUSER", "BYPASSRLS", "CREATEROLE", "CREATEDB", "REPLICATION"].iter().enumerate()
+        {
+            if attrs.try_get::<bool, _>(i).unwrap_or(true) {
+                problems.push(format!("it has {what}"));
+            }
+        }
+        let members: Vec<String> = sqlx::query_scalar(
+            "SELECT rolname::text FROM pg_roles WHERE rolname IN ('pg_read_all_data', 'pg_write_all_data', \
+             'pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend', \
+             'pg_read_all_settings', 'pg_read_all_stats', 'pg_monitor', 'pg_checkpoint', 'pg_database_owner') \
+             AND pg_has_role(current_user, oid, 'USAGE') ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if !members.is_empty() {
+            problems.push(format!("it has the privileges of {}", members.join(", ")));
+        }
+        let schemas: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE') \
+             AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if !schemas.is_empty() {
+            problems.push(format!("it can create objects in schema {}", schemas.join(", ")));
+        }
+        let create_db: bool =
+            sqlx::query_scalar("SELECT has_database_privilege(current_database(), 'CREATE')")
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(db_error)?;
-            run(&mut conn, sql, params, limits).await
+        if create_db {
+            problems.push("it can create schemas in the database".into());
         }
-        .await;
-        // Nothing a query did survives it, whatever it was.
-        let _ = conn.execute("ROLLBACK").await;
-        result
+        let relations = sqlx::query(
+            "SELECT n.nspname::text AS s, c.relname::text AS t, \
+               CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') \
+                 ELSE has_table_privilege(c.oid, 'SELECT') OR has_any_column_privilege(c.oid, 'SELECT') END AS r, \
+               CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'USAGE, UPDATE') \
+                 ELSE has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') \
+                   OR has_any_column_privilege(c.oid, 'INSERT, UPDATE, REFERENCES') END AS w \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S') AND n.nspname <> 'information_schema' \
+               AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        lease.release().await;
+        let (mut reads, mut writes, mut readable) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &relations {
+            let (s, t): (String, String) =
+                (row.try_get("s").map_err(db_error)?, row.try_get("t").map_err(db_error)?);
+            let r = self.rules.stored(&s, &t);
+            let name = self.rules.display(&r);
+            if row.try_get::<bool, _>("w").unwrap_or(true) {
+                writes.push(name.clone());
+            }
+            if row.try_get::<bool, _>("r").unwrap_or(true) {
+                if !self.rules.allows(tables, &r) {
+                    reads.push(name);
+                }
+                readable.push(r);
+            }
+        }
+        if !writes.is_empty() {
+            problems.push(format!("it can write {}", writes.join(", ")));
+        }
+        if !reads.is_empty() {
+            problems.push(format!("it can read {}, which the policy does not allow", reads.join(", ")));
+        }
+        if let TableAllow::Only(entries) = tables {
+            for e in entries {
+                let want = self.rules.resolve(
+                    e.schema.as_ref().map(|p| (p.value.as_str(), p.quoted)),
+                    (e.table.value.as_str(), e.table.quoted),
+                );
+                if !readable.iter().any(|r| self.rules.same(r, &want)) {
+                    problems
+                        .push(format!("it cannot read allowed table {e} (GRANT SELECT ON it, or remove it)"));
+                }
+            }
+        }
+        Ok(problems)
     }
 }
 

@@ -1,37 +1,95 @@
-//! SQLite: opened read-only (`SQLITE_OPEN_READONLY`, `PRAGMA query_only`),
-//! with the statement timeout enforced by SQLite's progress handler, which
-//! interrupts the running statement from inside the VM.
+//! SQLite, through rusqlite (which shares sqlx's `libsqlite3-sys`). The
+//! engine enforces the policy itself:
+//! - opened `SQLITE_OPEN_READONLY` with `PRAGMA query_only`;
+//! - an authorizer, consulted by SQLite while it prepares a statement, that
+//!   allows reading the policy's tables and calling the allowed functions
+//!   and denies everything else (ATTACH, PRAGMA, writes, VACUUM, …);
+//! - `SQLITE_LIMIT_ATTACHED = 0`, defensive mode, untrusted schema, no
+//!   double-quoted string literals, no comments, no extension loading;
+//! - exactly one statement: rusqlite refuses a non-empty prepare tail;
+//! - the statement timeout is a progress handler that interrupts the VM.
 
-use std::str::FromStr;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use rusqlite::config::DbConfig;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
 use super::encode::{Cell, ColumnData};
-use super::{FetchLimits, Param, Rows, SqlError, bind_params, collect_rows, schema_triples};
+use super::names::NameRules;
+use super::{Access, Dialect, EngineGuard, FetchLimits, Param, Rows, SchemaColumn, SqlError, allow, encode};
+use crate::policy::TableAllow;
 
 pub struct SqliteSource {
-    pool: SqlitePool,
+    path: PathBuf,
     url: String,
+    rules: NameRules,
+    /// Idle connections; at most `slots` are in use at once.
+    idle: Mutex<Vec<Connection>>,
+    slots: Arc<Semaphore>,
 }
+
+/// Functions SQLite calls for operators (`LIKE`, `GLOB`, `->`, `->>`) and
+/// that the authorizer sees by these names.
+const OPERATOR_FUNCTIONS: &[&str] = &["like", "glob", "->", "->>"];
 
 impl SqliteSource {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, SqlError> {
-        let connect_err = |e: sqlx::Error| SqlError::Connect { url: url.into(), message: e.to_string() };
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(connect_err)?
-            .read_only(true)
-            .create_if_missing(false)
-            .pragma("query_only", "ON");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .connect_with(opts)
-            .await
-            .map_err(connect_err)?;
-        Ok(Self { pool, url: url.into() })
+        let path = PathBuf::from(
+            url.strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url)
+                .split('?')
+                .next()
+                .unwrap_or(""),
+        );
+        let source = Self {
+            path,
+            url: url.into(),
+            rules: NameRules::sqlite(),
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
+        };
+        let conn =
+            source.open().map_err(|e| SqlError::Connect { url: url.into(), message: e.to_string() })?;
+        source.idle.lock().expect("pool lock").push(conn);
+        Ok(source)
+    }
+
+    /// A connection with every engine-side restriction but the per-policy
+    /// authorizer, which `run` installs for each statement.
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, (2 * super::validate::MAX_SQL_BYTES) as i32)?;
+        for (option, on) in [
+            (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
+            (DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),
+            (DbConfig::SQLITE_DBCONFIG_DQS_DML, false),
+            (DbConfig::SQLITE_DBCONFIG_DQS_DDL, false),
+            (DbConfig::SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, false),
+            (DbConfig::SQLITE_DBCONFIG_ENABLE_ATTACH_CREATE, false),
+            (DbConfig::SQLITE_DBCONFIG_ENABLE_ATTACH_WRITE, false),
+            (DbConfig::SQLITE_DBCONFIG_ENABLE_COMMENTS, false),
+        ] {
+            conn.set_db_config(option, on)?;
+        }
+        Ok(conn)
+    }
+
+    pub fn rules(&self) -> &NameRules {
+        &self.rules
     }
 
     pub fn describe(&self) -> String {
@@ -39,95 +97,280 @@ impl SqliteSource {
     }
 
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db_error))
+            .await
+            .is_ok()
     }
 
-    /// (table, column, declared type) of every table.
-    pub async fn schema(&self) -> Result<Vec<(String, String, String)>, SqlError> {
-        let rows = sqlx::query(
-            "SELECT m.name AS t, p.name AS c, p.type AS d FROM sqlite_master m, pragma_table_info(m.name) p \
-             WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
-        )
-        .fetch_all(&self.pool)
+    pub fn engine_guard(&self, policy: &str, access: Access<'_>) -> EngineGuard {
+        let mut detail =
+            "read-only connection with query_only; an authorizer allows reading the policy's tables \
+                          and calling the allowed functions only; no ATTACH, defensive mode"
+                .to_string();
+        if let Some(role) = access.role {
+            tracing::warn!(
+                "policy `{policy}` names database role `{role}`, which SQLite does not have; its authorizer enforces \
+                 the policy instead"
+            );
+            detail += &format!(" (database.role `{role}` does not apply to SQLite)");
+        }
+        EngineGuard { policy: policy.into(), tables: true, writes: true, detail }
+    }
+
+    /// Every column of every table and view.
+    pub async fn schema(&self) -> Result<Vec<SchemaColumn>, SqlError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT m.name, p.name, p.type FROM sqlite_schema m, pragma_table_info(m.name) p \
+                     WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(SchemaColumn {
+                        schema: "main".into(),
+                        table: r.get(0)?,
+                        column: r.get(1)?,
+                        data_type: r.get(2)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
         .await
-        .map_err(db_error)?;
-        Ok(schema_triples(&rows))
     }
 
-    pub async fn fetch(&self, sql: &str, params: &[Param], limits: FetchLimits) -> Result<Rows, SqlError> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        let deadline = Instant::now() + limits.timeout;
+    /// Run `f` on a pooled connection on a blocking thread (no authorizer:
+    /// for sluice's own catalogue queries).
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SqlError> + Send + 'static,
+    ) -> Result<T, SqlError> {
+        let _permit = self.slots.clone().acquire_owned().await.map_err(|_| unavailable("closed"))?;
+        let conn = self.take()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| SqlError::Database { message: format!("the SQLite worker failed: {e}") })?;
+        self.put(conn);
+        result
+    }
+
+    fn take(&self) -> Result<Connection, SqlError> {
+        match self.idle.lock().expect("pool lock").pop() {
+            Some(c) => Ok(c),
+            None => self.open().map_err(|e| unavailable(&e.to_string())),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        self.idle.lock().expect("pool lock").push(conn);
+    }
+
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Param],
+        access: Access<'_>,
+        limits: FetchLimits,
+    ) -> Result<Rows, SqlError> {
+        let permit = self.slots.clone().acquire_owned().await.map_err(|_| unavailable("closed"))?;
+        let conn = self.take()?;
+        // Set when the request goes away, so the statement stops at once.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        struct CancelOnDrop(Arc<AtomicBool>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _cancel = CancelOnDrop(cancelled.clone());
+        let job = Job {
+            sql: sql.to_string(),
+            params: params.to_vec(),
+            tables: access.tables.clone(),
+            rules: self.rules.clone(),
+            limits,
+            cancelled,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = job.run(&conn);
+            // Never leave a policy's authorizer or the deadline behind.
+            let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+            let _ = conn.progress_handler(0, None::<fn() -> bool>);
+            drop(permit);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| SqlError::Database { message: format!("the SQLite worker failed: {e}") })?;
+        if conn.is_autocommit() {
+            self.put(conn);
+        }
+        result
+    }
+}
+
+struct Job {
+    sql: String,
+    params: Vec<Param>,
+    tables: TableAllow,
+    rules: NameRules,
+    limits: FetchLimits,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Job {
+    fn run(self, conn: &Connection) -> Result<Rows, SqlError> {
+        let deadline = Instant::now() + self.limits.timeout;
         let timed_out = Arc::new(AtomicBool::new(false));
         {
-            let flag = timed_out.clone();
-            let mut handle = conn.lock_handle().await.map_err(db_error)?;
-            // Called every ~1000 VM instructions; returning false interrupts.
-            handle.set_progress_handler(1000, move || {
-                if Instant::now() >= deadline {
-                    flag.store(true, Ordering::Relaxed);
-                    false
-                } else {
-                    true
-                }
-            });
+            let (flag, cancelled) = (timed_out.clone(), self.cancelled.clone());
+            // Called every ~1000 VM instructions; `true` interrupts.
+            conn.progress_handler(
+                1000,
+                Some(move || {
+                    if Instant::now() >= deadline {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    flag.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed)
+                }),
+            )
+            .map_err(db_error)?;
         }
-        let result = run(&mut conn, sql, params, limits).await;
-        if let Ok(mut handle) = conn.lock_handle().await {
-            handle.remove_progress_handler();
-        }
-        match result {
-            Err(_) if timed_out.load(Ordering::Relaxed) => {
-                Err(SqlError::Timeout { seconds: limits.timeout.as_secs_f64() })
+        let denied = Arc::new(Mutex::new(None::<String>));
+        let stored = stored_names(conn).map_err(db_error)?;
+        conn.authorizer(Some(authorizer(self.tables.clone(), self.rules.clone(), stored, denied.clone())))
+            .map_err(db_error)?;
+        let result = self.read(conn);
+        result.map_err(|e| {
+            if timed_out.load(Ordering::Relaxed) {
+                return SqlError::Timeout { seconds: self.limits.timeout.as_secs_f64() };
             }
-            other => other,
+            match denied.lock().expect("denied lock").take() {
+                Some(what) => SqlError::Rejected(super::Rejection(format!(
+                    "the database refused {what}: it is not allowed by this policy"
+                ))),
+                None => e,
+            }
+        })
+    }
+
+    fn read(&self, conn: &Connection) -> Result<Rows, SqlError> {
+        // Exactly one statement: rusqlite refuses a tail that holds another.
+        let mut stmt = conn.prepare(&self.sql).map_err(db_error)?;
+        if stmt.parameter_count() != self.params.len() {
+            return Err(SqlError::Params { expected: stmt.parameter_count(), given: self.params.len() });
+        }
+        for (i, p) in self.params.iter().enumerate() {
+            let r = match p {
+                Param::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
+                Param::Bool(b) => stmt.raw_bind_parameter(i + 1, b),
+                Param::Int(v) => stmt.raw_bind_parameter(i + 1, v),
+                Param::Float(v) => stmt.raw_bind_parameter(i + 1, v),
+                Param::Text(s) => stmt.raw_bind_parameter(i + 1, s),
+            };
+            r.map_err(db_error)?;
+        }
+        let mut columns: Vec<ColumnData> = stmt
+            .columns()
+            .iter()
+            .map(|c| ColumnData {
+                name: c.name().to_string(),
+                declared: c.decl_type().unwrap_or("").to_string(),
+                cells: Vec::new(),
+                kind: None,
+            })
+            .collect();
+        let mut rows = stmt.raw_query();
+        let mut n: u64 = 0;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            if n == self.limits.max_rows {
+                return Err(SqlError::RowLimit { limit: self.limits.max_rows });
+            }
+            n += 1;
+            for (i, col) in columns.iter_mut().enumerate() {
+                col.cells.push(match row.get_ref(i).map_err(db_error)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                });
+            }
+        }
+        encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+    }
+}
+
+/// Names (lower case) of the tables and views in the database file, read
+/// before the authorizer goes in.
+fn stored_names(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+    let mut stmt = conn.prepare("SELECT lower(name) FROM sqlite_schema WHERE type IN ('table', 'view')")?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    names.collect()
+}
+
+/// The engine-side allow-list: reads of the policy's tables and of the
+/// allowed table functions, the allowed functions, SELECT and recursive
+/// CTEs. Everything else — ATTACH, PRAGMA, writes, DDL, transactions,
+/// VACUUM, ANALYZE — is denied. The first denial is kept for the message.
+///
+/// The "accessor" SQLite passes (the view a read happens through) is not
+/// trusted: SQLite passes a CTE's name there too, and a CTE can be named
+/// like an allowed view. So a view's base tables must be allowed as well.
+/// A read of no column at all (`count(*)`, `EXISTS (SELECT 1 …)`) comes
+/// without a schema, for tables and CTEs alike: it is allowed for names
+/// that are no table or view in the file (CTEs, whose own reads are
+/// checked), never for a stored table the policy does not allow.
+fn authorizer(
+    tables: TableAllow,
+    rules: NameRules,
+    stored: HashSet<String>,
+    denied: Arc<Mutex<Option<String>>>,
+) -> impl for<'r> FnMut(AuthContext<'r>) -> Authorization + Send + 'static {
+    move |ctx: AuthContext<'_>| {
+        let (ok, what) = match ctx.action {
+            AuthAction::Select | AuthAction::Recursive => (true, String::new()),
+            AuthAction::Read { table_name, column_name } => {
+                let r = rules.stored(ctx.database_name.unwrap_or("main"), table_name);
+                let lower = table_name.to_ascii_lowercase();
+                let eponymous = allow::table_function(Dialect::Sqlite, &lower);
+                let cte = column_name.is_empty() && ctx.database_name.is_none() && !stored.contains(&lower);
+                (rules.allows(&tables, &r) || eponymous || cte, format!("reading table `{table_name}`"))
+            }
+            AuthAction::Function { function_name } => {
+                let name = function_name.to_ascii_lowercase();
+                (
+                    allow::function(Dialect::Sqlite, &name) || OPERATOR_FUNCTIONS.contains(&name.as_str()),
+                    format!("calling function `{function_name}`"),
+                )
+            }
+            AuthAction::Attach { .. } => (false, "ATTACH".into()),
+            AuthAction::Pragma { pragma_name, .. } => (false, format!("PRAGMA {pragma_name}")),
+            other => (false, format!("the operation {other:?}")),
+        };
+        if ok {
+            Authorization::Allow
+        } else {
+            denied.lock().expect("denied lock").get_or_insert(what);
+            Authorization::Deny
         }
     }
 }
 
-async fn run(
-    conn: &mut sqlx::SqliteConnection,
-    sql: &str,
-    params: &[Param],
-    limits: FetchLimits,
-) -> Result<Rows, SqlError> {
-    // Preparing first gives the column names and declared types even when
-    // no row comes back.
-    // The text is the caller's by design: it passed the AST check, runs on
-    // a read-only connection, and values travel as bind parameters.
-    let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
-    let columns: Vec<ColumnData> = stmt
-        .columns()
-        .iter()
-        .map(|c| ColumnData {
-            name: c.name().to_string(),
-            declared: c.type_info().name().to_string(),
-            cells: Vec::new(),
-            kind: None,
-        })
-        .collect();
-
-    let query = bind_params::<_, i64>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
-    collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
+fn unavailable(why: &str) -> SqlError {
+    SqlError::Unavailable { message: format!("the SQLite database cannot be opened: {why}") }
 }
 
-/// One value by its own storage class (SQLite types values, not columns).
-fn cell(row: &SqliteRow, i: usize, _declared: &str) -> Result<Cell, SqlError> {
-    let raw = row.try_get_raw(i).map_err(db_error)?;
-    if raw.is_null() {
-        return Ok(Cell::Null);
+fn db_error(e: rusqlite::Error) -> SqlError {
+    match e {
+        rusqlite::Error::MultipleStatement => SqlError::Rejected(super::Rejection(
+            "the database found more than one statement; send exactly one".into(),
+        )),
+        rusqlite::Error::SqliteFailure(_, Some(message)) => SqlError::Database { message },
+        other => SqlError::Database { message: other.to_string() },
     }
-    Ok(match raw.type_info().name() {
-        "INTEGER" | "BOOLEAN" => Cell::Int(row.try_get_unchecked::<i64, _>(i).map_err(db_error)?),
-        "REAL" => Cell::Real(row.try_get_unchecked::<f64, _>(i).map_err(db_error)?),
-        "BLOB" => Cell::Blob(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(db_error)?),
-        _ => Cell::Text(row.try_get_unchecked::<String, _>(i).map_err(db_error)?),
-    })
-}
-
-fn db_error(e: sqlx::Error) -> SqlError {
-    let message = match &e {
-        sqlx::Error::Database(d) => d.message().to_string(),
-        other => other.to_string(),
-    };
-    SqlError::Database { message }
 }
