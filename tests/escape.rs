@@ -330,5 +330,5 @@ async fn the_kernel_kills_at_the_cgroup_memory_limit() {
     let in_cgroup = run(ONE_ROW, "def classify(df):\n    return [open('/proc/self/cgroup').read()]\n").await;
     assert_status(&in_cgroup, "success");
     let text = in_cgroup["predictions"][0].as_str().unwrap();
-    assert!(text.contains(&format!("sluice-{}/", std::process::id())), "{text}");
+    assert!(text.contains(&format!("sluice-{}-", std::process::id())), "{text}");
 }

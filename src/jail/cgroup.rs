@@ -38,7 +38,12 @@ fn remove_stale(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix("sluice-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        // `sluice-<pid>-<n>` (or `sluice-<pid>` from older servers).
+        let pid = name
+            .strip_prefix("sluice-")
+            .and_then(|p| p.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
@@ -56,9 +61,13 @@ fn write(path: &Path, value: &str) -> std::io::Result<()> {
 }
 
 impl Cgroups {
-    /// Set up `sluice-<pid>` under v2 or v1, or say why not.
+    /// Set up `sluice-<pid>-<n>` under v2 or v1, or say why not. `n`
+    /// tells apart the servers of one process (tests run several), so one
+    /// that stops cannot remove another's groups.
     pub fn detect() -> Result<Cgroups, String> {
-        let tag = format!("sluice-{}", std::process::id());
+        static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("sluice-{}-{n}", std::process::id());
         let root = Path::new(ROOT);
         for dir in [root.to_path_buf(), root.join("memory"), root.join("pids")] {
             remove_stale(&dir);
