@@ -11,41 +11,20 @@
 //! per-policy role on PostgreSQL and MySQL/MariaDB), so a parser mistake is
 //! not a breach.
 
-pub mod allow;
-pub mod canonical;
 pub mod encode;
 pub mod mysql;
-pub mod names;
 pub mod postgres;
 pub mod sqlite;
-pub mod validate;
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use encode::{ColumnInfo, Rows};
-pub use names::NameRules;
-pub use validate::{Checked, Rejection};
+/// The parser layer lives in its own crate (pure code, fuzzed in `fuzz/`).
+pub use sluice_sql_guard::{Checked, Dialect, NameRules, Rejection, allow};
 
 use crate::policy::{Policies, TableAllow};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-    MySql,
-}
-
-impl Dialect {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "SQLite",
-            Dialect::Postgres => "PostgreSQL",
-            Dialect::MySql => "MySQL/MariaDB",
-        }
-    }
-}
 
 /// What one policy lets a query touch, as the engine enforces it.
 #[derive(Debug, Clone, Copy)]
@@ -252,7 +231,7 @@ impl DataSource {
             .name("sluice-sql-check".into())
             .stack_size(CHECK_STACK_BYTES)
             .spawn(move || {
-                let _ = tx.send(validate::check(&sql, &rules, &tables));
+                let _ = tx.send(sluice_sql_guard::check(&sql, &rules, &tables));
             })
             .map_err(|e| Rejection(format!("sluice could not start checking the query ({e}); retry")))?;
         rx.await.unwrap_or_else(|_| Err(Rejection("checking the query failed inside sluice; retry".into())))

@@ -15,10 +15,9 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 
 use super::encode::{Cell, Kind};
-use super::names::NameRules;
 use super::postgres::{days, micros, micros_of_day};
 use super::{
-    Access, Dialect, EngineGuard, FetchLimits, Param, Rows, SchemaColumn, SqlError, bind_params,
+    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, bind_params,
     collect_rows, redact, schema_columns, typed_columns,
 };
 use crate::policy::TableAllow;

@@ -17,9 +17,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlSafeStr, Statement, ValueRef};
 
 use super::encode::{Cell, Kind};
-use super::names::NameRules;
 use super::{
-    Access, Dialect, EngineGuard, FetchLimits, Param, Rows, SchemaColumn, SqlError, bind_params,
+    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, bind_params,
     collect_rows, redact, schema_columns, typed_columns,
 };
 use crate::policy::TableAllow;

@@ -23,8 +23,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
 use super::encode::{Cell, ColumnData};
-use super::names::NameRules;
-use super::{Access, Dialect, EngineGuard, FetchLimits, Param, Rows, SchemaColumn, SqlError, allow, encode};
+use super::{
+    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, allow, encode,
+};
 use crate::policy::TableAllow;
 
 pub struct SqliteSource {
@@ -72,7 +73,7 @@ impl SqliteSource {
         )?;
         conn.pragma_update(None, "query_only", true)?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
-        conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, (2 * super::validate::MAX_SQL_BYTES) as i32)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, (2 * sluice_sql_guard::MAX_SQL_BYTES) as i32)?;
         for (option, on) in [
             (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
             (DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),

@@ -1,4 +1,4 @@
-//! The parser layer of the SQL guard. It parses the caller's text in the
+//! The checker. It parses the caller's text in the
 //! backend's dialect, walks the whole AST and accepts only constructs it
 //! knows (an allow-list: statement kinds, table factors, expressions,
 //! functions, operators, types), checks every relation against the policy,
@@ -19,9 +19,9 @@ use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token, Tokenizer, Whitespace};
 
-use super::names::{NameRules, Resolved};
-use super::{Dialect, allow, canonical};
-use crate::policy::TableAllow;
+use crate::names::{NameRules, Resolved};
+use crate::tables::TableAllow;
+use crate::{Dialect, allow, canonical};
 
 /// Longest query text accepted (bytes): bounds parse time and AST size.
 pub const MAX_SQL_BYTES: usize = 100_000;
@@ -1171,7 +1171,7 @@ fn list_or_none(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::TableRef;
+    use crate::tables::TableRef;
 
     fn only(tables: &[&str]) -> TableAllow {
         TableAllow::Only(tables.iter().map(|t| TableRef::parse(t).unwrap()).collect())

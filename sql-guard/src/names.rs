@@ -8,9 +8,9 @@
 //! the transaction's `search_path`), database (MySQL: `DATABASE()`) or
 //! `main` (SQLite).
 
-use crate::policy::{NamePart, TableAllow};
+use crate::tables::{NamePart, TableAllow};
 
-use super::Dialect;
+use crate::Dialect;
 
 /// The naming rules of one connected database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ fn part(p: &NamePart) -> (&str, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::TableRef;
+    use crate::tables::TableRef;
 
     fn only(names: &[&str]) -> TableAllow {
         TableAllow::Only(names.iter().map(|n| TableRef::parse(n).unwrap()).collect())

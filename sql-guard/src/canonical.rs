@@ -13,7 +13,7 @@
 use sqlparser::ast::Statement;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::Dialect;
+use crate::Dialect;
 
 /// Why printed SQL is not safe to send (in words for the caller).
 pub type Problem = String;

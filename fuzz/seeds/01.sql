@@ -1,0 +1,1 @@
+select a.x, count(*) from allowed a join allowed b on a.id = b.id group by a.x having count(*) > 1 order by 2 desc limit 10

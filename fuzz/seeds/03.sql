@@ -1,0 +1,1 @@
+SELECT id, row_number() OVER (PARTITION BY v ORDER BY id) FROM allowed WHERE v LIKE 'a%' AND id BETWEEN ? AND ?

@@ -1,0 +1,1 @@
+SELECT date_trunc('month', ts), sum(x)::numeric(12,2), percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM allowed WHERE ts > now() - INTERVAL '30 days' GROUP BY 1

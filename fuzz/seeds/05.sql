@@ -1,0 +1,1 @@
+SELECT data->>'name', data #>> '{a,b}', E'a\nb', $1 FROM allowed

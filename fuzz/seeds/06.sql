@@ -1,0 +1,1 @@
+SELECT DATE_FORMAT(ts, '%Y-%m'), GROUP_CONCAT(v ORDER BY v SEPARATOR ','), IF(a > 1, 'x', 'y') FROM `allowed` LIMIT 5, 10

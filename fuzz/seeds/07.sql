@@ -1,0 +1,2 @@
+SELECT $1::q(--) AS z, * FROM wine /*
+) AS z FROM iris

@@ -1,0 +1,1 @@
+SELECT x::text AS x FROM LATERAL query_to_xml('select * from secret',true,false,'') x

@@ -1,0 +1,1 @@
+SELECT database_to_xml_and_xmlschema(true,false,'')::text

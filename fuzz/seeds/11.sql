@@ -1,0 +1,1 @@
+SELECT U&"quer\0079_to_xml"('select * from secret',true,false,'')::text

@@ -1,0 +1,2 @@
+SELECT 1 #--'
+ 0, s FROM secret --' FROM allowed

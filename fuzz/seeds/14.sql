@@ -1,0 +1,1 @@
+WITH "Secret" AS (SELECT * FROM allowed) SELECT * FROM secret

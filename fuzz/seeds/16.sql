@@ -1,0 +1,1 @@
+/*M! DROP TABLE IF EXISTS victim, `*/ SELECT 1 AS x #`*/

@@ -1,0 +1,1 @@
+SELECT id, v FROM allowed WHERE id = 1-- .id UNION SELECT * FROM secret

@@ -1,0 +1,1 @@
+/*M! SET STATEMENT max_statement_time=0 FOR */ SELECT 1 AS x /*M! , SLEEP(13) */

@@ -1,0 +1,1 @@
+SELECT 'a\' || (SELECT v FROM secret) || '\'' FROM allowed

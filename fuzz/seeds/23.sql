@@ -1,0 +1,1 @@
+SELECT CAST(x AS CHAR), CONVERT(y, SIGNED), j->>'$.a' FROM allowed WHERE name REGEXP '^a'
