@@ -71,8 +71,8 @@ async fn expect(s: &Server, policy: &str, sql: &str, status: &str) -> Value {
 
 // -------------------------------------------------------------------- SQLite
 
-fn sqlite_db(dir: &Path) -> PathBuf {
-    let path = dir.join(format!("guard-{}.sqlite", std::process::id()));
+fn sqlite_db(dir: &Path, tag: &str) -> PathBuf {
+    let path = dir.join(format!("guard-{tag}-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(&format!(
@@ -87,7 +87,7 @@ fn sqlite_db(dir: &Path) -> PathBuf {
 #[tokio::test]
 async fn sqlite_authorizer_alone_refuses_what_the_policy_forbids() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let db = sqlite_db(&dir);
+    let db = sqlite_db(&dir, "engine");
     let source = DataSource::connect(&format!("sqlite://{}", db.display()), 2).await.unwrap();
     let tables = only_allowed();
     let access = Access { tables: &tables, role: None };
@@ -148,7 +148,7 @@ async fn sqlite_authorizer_alone_refuses_what_the_policy_forbids() {
 /// CTE tricks too, and what is allowed runs.
 #[tokio::test]
 async fn sqlite_restricted_policy_over_http() {
-    let db = sqlite_db(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let db = sqlite_db(Path::new(env!("CARGO_TARGET_TMPDIR")), "http");
     let s = start(Options {
         database: Some(format!("sqlite://{}", db.display())),
         policies: Some(policies_with(
@@ -170,6 +170,13 @@ async fn sqlite_restricted_policy_over_http() {
     ] {
         expect(&s, "restricted", sql, "sql_rejected").await;
     }
+    // Huge or deeply nested queries are refused, never a crashed server.
+    let deep = format!("SELECT 1{} AS x", "+1".repeat(49_000));
+    let v = expect(&s, "restricted", &deep, "sql_rejected").await;
+    assert!(v["error"]["reason"].as_str().unwrap().contains("levels deep"), "{}", v["error"]);
+    let huge = format!("SELECT 1{} AS x", "+1".repeat(150_000));
+    let v = expect(&s, "restricted", &huge, "sql_rejected").await;
+    assert!(v["error"]["reason"].as_str().unwrap().contains("bytes"), "{}", v["error"]);
     let v = expect(&s, "restricted", "SELECT id FROM allowed WHERE v = ?", "sql_error").await;
     assert!(v["error"]["message"].as_str().unwrap().contains("placeholder"), "{v}");
     let v = expect(&s, "restricted", "select  id , v from ALLOWED -- comment\n order by id", "success").await;

@@ -78,6 +78,7 @@ pub fn check(sql: &str, rules: &NameRules, tables: &TableAllow) -> Result<Checke
         .tokenize_with_location()
         .map_err(|e| Rejection(format!("the query does not parse: {e}")))?;
     scan_input(sql, &tokens, d)?;
+    let keyword = statement_keyword(&tokens);
     let statements = Parser::new(dialect)
         .with_recursion_limit(PARSER_RECURSION)
         .with_tokens_with_locations(tokens)
@@ -101,8 +102,7 @@ pub fn check(sql: &str, rules: &NameRules, tables: &TableAllow) -> Result<Checke
     };
     let Statement::Query(query) = stmt else {
         return reject(format!(
-            "`{}` is not allowed: only read-only queries run here; send {ALLOWED}",
-            statement_keyword(stmt)
+            "`{keyword}` is not allowed: only read-only queries run here; send {ALLOWED}"
         ));
     };
     let mut w = Walker {
@@ -204,16 +204,24 @@ fn check_placeholder(p: &str, d: Dialect, loc: &str) -> Result<(), Rejection> {
     }
 }
 
-/// The leading keyword(s) of a statement, for messages.
-fn statement_keyword(stmt: &Statement) -> String {
-    let text = stmt.to_string();
-    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+/// The leading keyword(s) of the query, for messages (from the tokens:
+/// printing a whole statement just to name it could recurse deeply).
+fn statement_keyword(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> String {
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .take(2)
+        .map(|t| match &t.token {
+            Token::Word(w) => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        })
+        .collect();
     match words.as_slice() {
-        [a, b] if matches!(a.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER" | "EXPLAIN") => {
-            format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase())
+        [a, b] if matches!(a.as_str(), "CREATE" | "DROP" | "ALTER" | "EXPLAIN") && !b.is_empty() => {
+            format!("{a} {b}")
         }
-        [a, ..] => a.to_ascii_uppercase(),
-        [] => "statement".into(),
+        [a, ..] if !a.is_empty() => a.clone(),
+        _ => "this statement".into(),
     }
 }
 
