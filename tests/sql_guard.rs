@@ -284,6 +284,10 @@ async fn postgres_role_alone_refuses_what_the_policy_forbids() {
         "SELECT * FROM pg_create_physical_replication_slot('sluice_slot')",
         "INSERT INTO allowed VALUES (3, 'x')",
         "SELECT 1; DROP TABLE allowed",
+        // Functional notation reaches any one-argument function.
+        "SELECT ('select quote_literal(s)::tsvector from secret'::text).ts_stat",
+        "SELECT t.pg_read_file FROM unnest(ARRAY['/etc/hostname']) AS t",
+        "SELECT (2200).pg_import_system_collations",
     ] {
         engine_refuses(&source, access, sql).await;
     }
@@ -409,15 +413,41 @@ async fn postgres_restricted_policy_over_http() {
         "SELECT pg_logical_emit_message(false, 'x', repeat('x', 50000000))",
         "SELECT current_setting('data_directory')",
         "SELECT * FROM pg_show_all_settings()",
+        "SELECT ('select quote_literal(s)::tsvector from secret'::text).ts_stat",
+        "SELECT (CAST('/etc/passwd' AS TEXT)).pg_read_file",
+        "SELECT t.pg_read_file FROM unnest(ARRAY['/etc/hostname']) AS t",
+        "SELECT allowed.ts_stat FROM allowed",
+        "SELECT (2200).pg_import_system_collations",
+        "SELECT current_role",
     ] {
         let v = expect(&s, "restricted", sql, "sql_rejected").await;
         assert!(v["error"]["reason"].as_str().is_some_and(|r| r.len() > 20), "{sql}: {v}");
+    }
+    // Functions shadowing allowed names (an exact-type overload, a name
+    // PostgreSQL 15 lacks) never run: calls are printed as pg_catalog.name.
+    // The default policy (superuser login, no role) shows it is the
+    // qualification, not a role, that holds here.
+    let admin_db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    for f in ["lower(x int)", "log2(x int)"] {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE FUNCTION public.{f} RETURNS text LANGUAGE sql AS $$ SELECT s FROM secret LIMIT 1 $$"
+        )))
+        .execute(&admin_db)
+        .await
+        .unwrap();
+    }
+    admin_db.close().await;
+    for sql in ["SELECT lower(1) AS x", "SELECT log2(1) AS x"] {
+        let v = run_policy(&s, "default", sql).await;
+        assert_ne!(v["status"], "success", "{sql}: {v}");
     }
     for sql in [
         "SELECT id, upper(v) AS v FROM allowed ORDER BY id",
         "WITH a AS (SELECT * FROM allowed) SELECT count(*) AS n, string_agg(v, ',' ORDER BY v) FROM a",
         "SELECT g AS n FROM generate_series(1, 3) AS g",
         "SELECT id FROM allowed WHERE v = $1",
+        "SELECT a.id, a.v FROM allowed AS a WHERE a.id > 0 ORDER BY a.id",
+        "SELECT d.n FROM (SELECT count(*) AS n FROM allowed) AS d",
     ] {
         let (status, v) = execute(
             &s.base,
@@ -619,9 +649,12 @@ async fn mariadb_roles_are_verified_and_enforced_over_http() {
         "SELECT @v := 'x'",
         "SELECT @@datadir, @@plugin_dir",
         "SELECT * FROM ALLOWED",
+        "SELECT CURRENT_USER",
     ] {
         expect(&s, "restricted", sql, "sql_rejected").await;
     }
+    let v = expect(&s, "restricted", "SELECT regexp_like(v, 'o') AS m FROM allowed", "sql_rejected").await;
+    assert!(v["error"]["reason"].as_str().unwrap().contains("stored function"), "{v}");
     let sql = format!("SELECT * FROM {}_other.allowed", my.db);
     expect(&s, "restricted", &sql, "sql_rejected").await;
     let v = expect(

@@ -10,10 +10,12 @@
 
 pub mod allow;
 pub mod canonical;
+pub mod catalog;
 mod check;
 pub mod names;
 pub mod tables;
 
+pub use catalog::Catalog;
 pub use check::{Checked, MAX_SQL_BYTES, Rejection, check};
 pub use names::{NameRules, Resolved};
 pub use tables::{NamePart, TableAllow, TableRef};

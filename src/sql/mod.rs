@@ -16,13 +16,14 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use encode::{ColumnInfo, Rows};
 /// The parser layer lives in its own crate (pure code, fuzzed in `fuzz/`).
-pub use sluice_sql_guard::{Checked, Dialect, NameRules, Rejection, allow};
+pub use sluice_sql_guard::{Catalog, Checked, Dialect, NameRules, Rejection, allow};
 
 use crate::policy::{Policies, TableAllow};
 
@@ -226,15 +227,35 @@ impl DataSource {
     /// it must not overflow a server thread's stack.
     pub async fn check(&self, sql: &str, tables: &TableAllow) -> Result<Checked, Rejection> {
         let (sql, rules, tables) = (sql.to_string(), self.rules().clone(), tables.clone());
+        let catalog = self.catalog().await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("sluice-sql-check".into())
             .stack_size(CHECK_STACK_BYTES)
             .spawn(move || {
-                let _ = tx.send(sluice_sql_guard::check(&sql, &rules, &tables));
+                let _ = tx.send(sluice_sql_guard::check(&sql, &rules, &tables, &catalog));
             })
             .map_err(|e| Rejection(format!("sluice could not start checking the query ({e}); retry")))?;
         rx.await.unwrap_or_else(|_| Err(Rejection("checking the query failed inside sluice; retry".into())))
+    }
+
+    /// What the guard needs to know of the database: PostgreSQL's columns
+    /// (at most `CATALOG_MAX_AGE` old), MySQL's missing built-ins.
+    async fn catalog(&self) -> Arc<Catalog> {
+        match self {
+            Self::Sqlite(_) => Arc::default(),
+            Self::Postgres(s) => s.catalog.get(|| s.load_catalog()).await,
+            Self::MySql(s) => {
+                match s.catalog.get_or_try_init(|| async { s.load_catalog().await.map(Arc::new) }).await {
+                    Ok(c) => c.clone(),
+                    Err(e) => {
+                        // Not cached: the next request probes again.
+                        tracing::warn!("probing the server's built-in functions failed: {e}");
+                        Arc::default()
+                    }
+                }
+            }
+        }
     }
 
     /// Check, run and encode one query.
@@ -343,6 +364,40 @@ pub struct SchemaColumn {
 
 /// Stack for checking one query (virtual; only what is touched is used).
 const CHECK_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long a loaded catalogue is trusted before it is read again.
+const CATALOG_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// The catalogue a backend last loaded, reloaded when older than
+/// `CATALOG_MAX_AGE` (a table or stored function created meanwhile is
+/// refused or treated conservatively until then, never let through).
+#[derive(Default)]
+pub(crate) struct CatalogCache(tokio::sync::Mutex<Option<(std::time::Instant, Arc<Catalog>)>>);
+
+impl CatalogCache {
+    async fn get<F: std::future::Future<Output = Result<Catalog, SqlError>>>(
+        &self,
+        load: impl FnOnce() -> F,
+    ) -> Arc<Catalog> {
+        let mut slot = self.0.lock().await;
+        if let Some((at, c)) = slot.as_ref()
+            && at.elapsed() < CATALOG_MAX_AGE
+        {
+            return c.clone();
+        }
+        match load().await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *slot = Some((std::time::Instant::now(), c.clone()));
+                c
+            }
+            Err(e) => {
+                tracing::warn!("reading the database catalogue failed: {e}");
+                slot.as_ref().map(|(_, c)| c.clone()).unwrap_or_default()
+            }
+        }
+    }
+}
 
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {

@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 use super::encode::{Cell, Kind};
 use super::postgres::{days, micros, micros_of_day};
 use super::{
-    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, bind_params,
-    collect_rows, redact, schema_columns, typed_columns,
+    Access, Catalog, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
+    bind_params, collect_rows, redact, schema_columns, typed_columns,
 };
 use crate::policy::TableAllow;
 
@@ -31,6 +31,8 @@ pub struct MySqlSource {
     url: String,
     mariadb: bool,
     rules: NameRules,
+    /// Loaded once: the server's built-ins do not change while it runs.
+    pub(super) catalog: tokio::sync::OnceCell<std::sync::Arc<Catalog>>,
 }
 
 impl MySqlSource {
@@ -61,7 +63,7 @@ impl MySqlSource {
             row.try_get::<i64, _>(2).or_else(|_| row.try_get::<u64, _>(2).map(|v| v as i64)).unwrap_or(0);
         let rules =
             NameRules { dialect: Dialect::MySql, default_schema: database, case_sensitive: lower == 0 };
-        Ok(Self { pool, url, mariadb: version.contains("MariaDB"), rules })
+        Ok(Self { pool, url, mariadb: version.contains("MariaDB"), rules, catalog: Default::default() })
     }
 
     pub fn rules(&self) -> &NameRules {
@@ -97,6 +99,28 @@ impl MySqlSource {
         .await
         .map_err(db_error)?;
         Ok(schema_columns(&rows))
+    }
+
+    /// Which allowed function names are no built-in of this server (MySQL
+    /// and MariaDB versions differ): an unqualified call of such a name
+    /// would run a stored function of that name. Preparing `SELECT name()`
+    /// tells: a built-in answers with a syntax or argument-count error, a
+    /// missing one with "FUNCTION … does not exist" (1305, 1630) or, when a
+    /// stored function exists, with its argument count (1318) or a denied
+    /// EXECUTE (1370).
+    pub(super) async fn load_catalog(&self) -> Result<Catalog, SqlError> {
+        let mut conn =
+            self.pool.acquire().await.map_err(|e| SqlError::Unavailable { message: e.to_string() })?;
+        conn.close_on_drop();
+        let mut catalog = Catalog::default();
+        for name in super::allow::functions(Dialect::MySql) {
+            if let Err(e) = conn.prepare(AssertSqlSafe(format!("SELECT {name}()")).into_sql_str()).await
+                && d_code_is(&e, &["1305", "1318", "1370", "1630"])
+            {
+                catalog.add_not_builtin(name);
+            }
+        }
+        Ok(catalog)
     }
 
     pub async fn fetch(

@@ -18,8 +18,8 @@ use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlSafeStr, Statement, ValueR
 
 use super::encode::{Cell, Kind};
 use super::{
-    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, bind_params,
-    collect_rows, redact, schema_columns, typed_columns,
+    Access, Catalog, CatalogCache, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn,
+    SqlError, bind_params, collect_rows, redact, schema_columns, typed_columns,
 };
 use crate::policy::TableAllow;
 
@@ -27,6 +27,7 @@ pub struct PgSource {
     pool: PgPool,
     url: String,
     rules: NameRules,
+    pub(super) catalog: CatalogCache,
 }
 
 /// Waiting longer than this for a pooled connection answers 503, not a hang.
@@ -83,7 +84,7 @@ impl PgSource {
             });
         };
         let rules = NameRules { dialect: Dialect::Postgres, default_schema, case_sensitive: true };
-        Ok(Self { pool, url: url.into(), rules })
+        Ok(Self { pool, url: url.into(), rules, catalog: CatalogCache::default() })
     }
 
     pub fn rules(&self) -> &NameRules {
@@ -126,6 +127,15 @@ impl PgSource {
         .await
         .map_err(db_error)?;
         Ok(schema_columns(&rows))
+    }
+
+    /// Every table's columns, for reading `t.name` as PostgreSQL will.
+    pub(super) async fn load_catalog(&self) -> Result<Catalog, SqlError> {
+        let mut catalog = Catalog::default();
+        for c in self.schema().await? {
+            catalog.add_column(&c.schema, &c.table, &c.column);
+        }
+        Ok(catalog)
     }
 
     /// `BEGIN READ ONLY` and the settings every query runs under.

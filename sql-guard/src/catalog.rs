@@ -1,0 +1,38 @@
+//! What the guard knows of the database's contents, so that it reads names
+//! the way the engine will:
+//! - the columns of each table and view: PostgreSQL reads `t.name` as a
+//!   call of the function `name(t)` when `t` has no column `name`, so a
+//!   dotted name is accepted only where it is a real column (or an allowed
+//!   function);
+//! - allowed function names the server has no built-in for (MySQL/MariaDB,
+//!   whose versions differ): an unqualified call of such a name runs a
+//!   stored function of that name, so those names are refused.
+
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Columns by (schema, table), all as the database stores them.
+    columns: HashMap<(String, String), Vec<String>>,
+    /// Allowed names that are no built-in on this server, lower case.
+    not_builtin: HashSet<String>,
+}
+
+impl Catalog {
+    pub fn add_column(&mut self, schema: &str, table: &str, column: &str) {
+        self.columns.entry((schema.to_string(), table.to_string())).or_default().push(column.to_string());
+    }
+
+    pub fn add_not_builtin(&mut self, name: &str) {
+        self.not_builtin.insert(name.to_ascii_lowercase());
+    }
+
+    /// The columns of a table as stored, if the catalogue knows it.
+    pub fn columns(&self, schema: &str, table: &str) -> Option<&[String]> {
+        self.columns.get(&(schema.to_string(), table.to_string())).map(Vec::as_slice)
+    }
+
+    pub fn is_builtin(&self, name: &str) -> bool {
+        !self.not_builtin.contains(&name.to_ascii_lowercase())
+    }
+}
