@@ -30,7 +30,7 @@ pub(super) struct FromItem {
 
 impl Walker<'_> {
     /// The FROM items of one SELECT.
-    pub(super) fn from_items(&self, from: &[TableWithJoins]) -> Vec<FromItem> {
+    pub(super) fn items_of_from(&self, from: &[TableWithJoins]) -> Vec<FromItem> {
         let mut items = Vec::new();
         for t in from {
             self.items_of(&t.relation, &mut items);
@@ -41,7 +41,7 @@ impl Walker<'_> {
         items
     }
 
-    fn items_of(&self, f: &TableFactor, out: &mut Vec<FromItem>) {
+    pub(super) fn items_of(&self, f: &TableFactor, out: &mut Vec<FromItem>) {
         match f {
             TableFactor::Table { name, alias, args: None, .. } => {
                 let parts: Vec<&Ident> = name.0.iter().filter_map(|p| p.as_ident()).collect();
@@ -102,7 +102,7 @@ impl Walker<'_> {
                 out.push(self.aliased(alias.as_ref(), item));
             }
             TableFactor::NestedJoin { table_with_joins, alias: None } => {
-                out.extend(self.from_items(std::slice::from_ref(table_with_joins)));
+                out.extend(self.items_of_from(std::slice::from_ref(table_with_joins)));
             }
             TableFactor::NestedJoin { alias: Some(a), .. } => {
                 out.push(FromItem { name: self.ident(&a.name), schema: None, columns: None });
@@ -111,7 +111,7 @@ impl Walker<'_> {
         }
     }
 
-    fn base_table(&self, schema: Option<&Ident>, table: &Ident) -> FromItem {
+    pub(super) fn base_table(&self, schema: Option<&Ident>, table: &Ident) -> FromItem {
         let r = self.rules.resolve(
             schema.map(|s| (s.value.as_str(), s.quote_style.is_some())),
             (table.value.as_str(), table.quote_style.is_some()),
@@ -121,7 +121,7 @@ impl Walker<'_> {
     }
 
     /// An alias renames the item and, in order, its first columns.
-    fn aliased(&self, alias: Option<&TableAlias>, mut item: FromItem) -> FromItem {
+    pub(super) fn aliased(&self, alias: Option<&TableAlias>, mut item: FromItem) -> FromItem {
         let Some(a) = alias else { return item };
         item.name = self.ident(&a.name);
         item.schema = None;
@@ -141,7 +141,7 @@ impl Walker<'_> {
 
     /// The output columns of a CTE in scope: `Some(None)` for a CTE whose
     /// columns are unknown, `None` when no CTE has that name.
-    fn cte_columns(&self, name: &str) -> Option<Option<Vec<String>>> {
+    pub(super) fn cte_columns(&self, name: &str) -> Option<Option<Vec<String>>> {
         self.scopes.iter().rev().find_map(|s| {
             s.names[..s.visible].iter().position(|n| self.same_cte(n, name)).map(|i| s.columns[i].clone())
         })
@@ -152,7 +152,7 @@ impl Walker<'_> {
         self.set_expr_names(&q.body)
     }
 
-    fn set_expr_names(&self, body: &SetExpr) -> Option<Vec<String>> {
+    pub(super) fn set_expr_names(&self, body: &SetExpr) -> Option<Vec<String>> {
         match body {
             SetExpr::Select(s) => {
                 let mut items: Option<Vec<FromItem>> = None;
@@ -162,13 +162,13 @@ impl Walker<'_> {
                         SelectItem::ExprWithAlias { alias, .. } => out.push(self.ident(alias)),
                         SelectItem::UnnamedExpr(e) => out.push(self.expr_name(e)),
                         SelectItem::Wildcard(_) => {
-                            for it in items.get_or_insert_with(|| self.from_items(&s.from)).iter() {
+                            for it in items.get_or_insert_with(|| self.items_of_from(&s.from)).iter() {
                                 out.extend(it.columns.clone()?);
                             }
                         }
                         SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), _) => {
                             let q = self.ident(n.0.last()?.as_ident()?);
-                            let all = items.get_or_insert_with(|| self.from_items(&s.from));
+                            let all = items.get_or_insert_with(|| self.items_of_from(&s.from));
                             out.extend(all.iter().find(|it| it.name == q)?.columns.clone()?);
                         }
                         _ => return None,
@@ -187,7 +187,7 @@ impl Walker<'_> {
 
     /// PostgreSQL's name for an unaliased output column (FigureColname), or
     /// `?column?` where the guard does not follow it.
-    fn expr_name(&self, e: &Expr) -> String {
+    pub(super) fn expr_name(&self, e: &Expr) -> String {
         match e {
             Expr::Identifier(i) => self.ident(i),
             Expr::CompoundIdentifier(parts) => parts.last().map(|i| self.ident(i)).unwrap_or_default(),

@@ -33,17 +33,14 @@ impl VisitorMut for Qualify {
     type Break = ();
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        match e {
-            Expr::Function(f) => {
-                let keyword = matches!(f.args, FunctionArguments::None);
-                let form = f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
-                    i.quote_style.is_none() && GRAMMAR_FORMS.contains(&i.value.to_ascii_lowercase().as_str())
-                });
-                if !keyword && !form {
-                    qualified(&mut f.name);
-                }
+        if let Expr::Function(f) = e {
+            let keyword = matches!(f.args, FunctionArguments::None);
+            let form = f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                i.quote_style.is_none() && GRAMMAR_FORMS.contains(&i.value.to_ascii_lowercase().as_str())
+            });
+            if !keyword && !form {
+                qualified(&mut f.name);
             }
-            _ => {}
         }
         ControlFlow::Continue(())
     }

@@ -1,0 +1,1 @@
+SELECT ('select quote_literal(v)::tsvector from secret'::text).ts_stat

@@ -1,0 +1,1 @@
+SELECT t.pg_read_file FROM unnest(ARRAY['/etc/hostname']) AS t

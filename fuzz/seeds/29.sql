@@ -1,0 +1,1 @@
+SELECT allowed.pg_column_size FROM allowed

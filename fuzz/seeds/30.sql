@@ -1,0 +1,1 @@
+SELECT a.id, d.n FROM allowed a, (SELECT count(*) AS n FROM allowed) d WHERE a.id = d.n

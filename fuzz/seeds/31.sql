@@ -1,0 +1,1 @@
+SELECT lower(1), log2(1), current_role, current_schema

@@ -1,0 +1,1 @@
+SELECT regexp_like(v, 'o') FROM allowed
