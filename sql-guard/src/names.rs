@@ -8,7 +8,7 @@
 //! the transaction's `search_path`), database (MySQL: `DATABASE()`) or
 //! `main` (SQLite).
 
-use crate::tables::{NamePart, TableAllow};
+use crate::tables::{NamePart, TableAllow, TableRef};
 
 use crate::Dialect;
 
@@ -67,6 +67,11 @@ impl NameRules {
         }
     }
 
+    /// The table a policy entry means.
+    pub fn entry(&self, e: &TableRef) -> Resolved {
+        self.resolve(e.schema.as_ref().map(part), part(&e.table))
+    }
+
     /// The table of a catalogue row (names exactly as stored).
     pub fn stored(&self, schema: &str, table: &str) -> Resolved {
         Resolved { schema: schema.into(), table: table.into(), unqualified: false }
@@ -88,10 +93,7 @@ impl NameRules {
         }
         match allow {
             TableAllow::All => true,
-            TableAllow::Only(list) => list.iter().any(|e| {
-                let entry = self.resolve(e.schema.as_ref().map(part), part(&e.table));
-                self.same(&entry, r)
-            }),
+            TableAllow::Only(list) => list.iter().any(|e| self.same(&self.entry(e), r)),
         }
     }
 
@@ -143,7 +145,6 @@ fn part(p: &NamePart) -> (&str, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::TableRef;
 
     fn only(names: &[&str]) -> TableAllow {
         TableAllow::Only(names.iter().map(|n| TableRef::parse(n).unwrap()).collect())

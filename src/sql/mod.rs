@@ -1,4 +1,4 @@
-//! The SQL stage: check the query (AST allow-list, `validate`), run the
+//! The SQL stage: check the query (the `sluice_sql_guard` crate), run the
 //! canonical text printed from the checked AST on a read-only pooled
 //! connection with a statement timeout and a row limit, under the engine's
 //! own permissions for the policy, and encode the rows as Arrow IPC for the
@@ -151,6 +151,23 @@ pub(crate) fn typed_columns<C: sqlx::Column>(
                 ),
             })?;
             Ok(encode::ColumnData { name: c.name().to_string(), declared, cells: Vec::new(), kind: Some(kind) })
+        })
+        .collect()
+}
+
+/// The policy's tables a role cannot read (verifying a role: each allowed
+/// table must be among the role's `readable` ones).
+pub(crate) fn unreadable(
+    rules: &NameRules,
+    tables: &TableAllow,
+    readable: &[sluice_sql_guard::Resolved],
+) -> Vec<String> {
+    let TableAllow::Only(entries) = tables else { return Vec::new() };
+    entries
+        .iter()
+        .filter(|e| !readable.iter().any(|r| rules.same(r, &rules.entry(e))))
+        .map(|e| {
+            format!("it cannot read allowed table {e} (GRANT SELECT ON it, or remove it from the policy)")
         })
         .collect()
 }

@@ -18,7 +18,7 @@ use super::encode::{Cell, Kind};
 use super::postgres::{days, micros, micros_of_day};
 use super::{
     Access, Catalog, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
-    bind_params, collect_rows, redact, schema_columns, typed_columns,
+    bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -248,18 +248,7 @@ impl MySqlSource {
         if !extra.is_empty() {
             problems.push(format!("it can see {}, which the policy does not allow", extra.join(", ")));
         }
-        if let TableAllow::Only(entries) = tables {
-            for e in entries {
-                let want = self.rules.resolve(
-                    e.schema.as_ref().map(|p| (p.value.as_str(), p.quoted)),
-                    (e.table.value.as_str(), e.table.quoted),
-                );
-                if !readable.iter().any(|r| self.rules.same(r, &want)) {
-                    problems
-                        .push(format!("it cannot read allowed table {e} (GRANT SELECT ON it, or remove it)"));
-                }
-            }
-        }
+        problems.extend(unreadable(&self.rules, tables, &readable));
         Ok(problems)
     }
 }

@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlSafeStr, Statement, ValueR
 use super::encode::{Cell, Kind};
 use super::{
     Access, Catalog, CatalogCache, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn,
-    SqlError, bind_params, collect_rows, redact, schema_columns, typed_columns,
+    SqlError, bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -304,18 +304,7 @@ impl PgSource {
         if !reads.is_empty() {
             problems.push(format!("it can read {}, which the policy does not allow", reads.join(", ")));
         }
-        if let TableAllow::Only(entries) = tables {
-            for e in entries {
-                let want = self.rules.resolve(
-                    e.schema.as_ref().map(|p| (p.value.as_str(), p.quoted)),
-                    (e.table.value.as_str(), e.table.quoted),
-                );
-                if !readable.iter().any(|r| self.rules.same(r, &want)) {
-                    problems
-                        .push(format!("it cannot read allowed table {e} (GRANT SELECT ON it, or remove it)"));
-                }
-            }
-        }
+        problems.extend(unreadable(&self.rules, tables, &readable));
         Ok(problems)
     }
 }

@@ -17,9 +17,15 @@ pub fn data_dir() -> PathBuf {
 }
 
 /// A policies dir with the shipped default policy plus `tight`, whose small
-/// limits make every limit reachable in a test.
+/// limits make every limit reachable in a test. One per test process, and
+/// new for each: a reused pid must not find an earlier run's policies.
 pub fn policies_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("policies-{}", std::process::id()));
+    static STARTED: OnceLock<u128> = OnceLock::new();
+    let nonce = STARTED.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+    });
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("policies-{}-{nonce}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/default.toml"), dir.join("default.toml"))
         .unwrap();
