@@ -103,6 +103,8 @@ async fn sqlite_authorizer_alone_refuses_what_the_policy_forbids() {
         "SELECT * FROM allowed_view",
         "SELECT * FROM pragma_table_info('secret')",
         "SELECT * FROM sqlite_schema",
+        "SELECT count(*) FROM sqlite_schema",
+        "SELECT count(*) FROM sqlite_master",
         "SELECT load_extension('/tmp/x.so')",
         "SELECT randomblob(10)",
         "PRAGMA query_only = 0",
@@ -419,6 +421,8 @@ async fn postgres_restricted_policy_over_http() {
         "SELECT allowed.ts_stat FROM allowed",
         "SELECT (2200).pg_import_system_collations",
         "SELECT current_role",
+        "SELECT (SELECT y.c FROM (SELECT 1 AS ts_stat) AS t, (SELECT t.ts_stat AS c) AS y) \
+         FROM string_to_table('SELECT to_tsvector(s) FROM secret', '|') AS t",
     ] {
         let v = expect(&s, "restricted", sql, "sql_rejected").await;
         assert!(v["error"]["reason"].as_str().is_some_and(|r| r.len() > 20), "{sql}: {v}");
@@ -428,7 +432,7 @@ async fn postgres_restricted_policy_over_http() {
     // The default policy (superuser login, no role) shows it is the
     // qualification, not a role, that holds here.
     let admin_db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
-    for f in ["lower(x int)", "log2(x int)"] {
+    for f in ["lower(x int)", "log2(x int)", "substring(a int, b int, c int)", "upper(a allowed)"] {
         sqlx::query(AssertSqlSafe(format!(
             "CREATE FUNCTION public.{f} RETURNS text LANGUAGE sql AS $$ SELECT s FROM secret LIMIT 1 $$"
         )))
@@ -437,7 +441,12 @@ async fn postgres_restricted_policy_over_http() {
         .unwrap();
     }
     admin_db.close().await;
-    for sql in ["SELECT lower(1) AS x", "SELECT log2(1) AS x"] {
+    for sql in [
+        "SELECT lower(1) AS x",
+        "SELECT log2(1) AS x",
+        "SELECT SUBSTRING(id, 1, 1) AS x FROM allowed",
+        "SELECT t.upper AS x FROM allowed t",
+    ] {
         let v = run_policy(&s, "default", sql).await;
         assert_ne!(v["status"], "success", "{sql}: {v}");
     }
@@ -565,6 +574,24 @@ async fn mariadb_role_alone_refuses_what_the_policy_forbids() {
     ] {
         engine_refuses(&source, access, &sql).await;
     }
+    // A stored function named like an allowed one that MariaDB has no
+    // built-in for, which the login may execute: the parser refuses the call.
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE FUNCTION {}.any_value(a TEXT) RETURNS TEXT READS SQL DATA RETURN (SELECT s FROM {}.secret LIMIT 1)",
+        my.db, my.db
+    )))
+    .execute(&my.admin)
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "GRANT EXECUTE ON FUNCTION {}.any_value TO '{}'@'%'",
+        my.db, my.login
+    )))
+    .execute(&my.admin)
+    .await
+    .unwrap();
+    let e = source.check("SELECT any_value(v) AS x FROM allowed", &tables).await.unwrap_err();
+    assert!(e.0.contains("stored function"), "{e}");
     let load =
         source.run_unchecked("SELECT LOAD_FILE('/etc/hostname') AS f", &[], access, limits(5)).await.unwrap();
     assert_eq!(load.row_count, 1, "LOAD_FILE runs but reads nothing without FILE");

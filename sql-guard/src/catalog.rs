@@ -4,9 +4,11 @@
 //!   call of the function `name(t)` when `t` has no column `name`, so a
 //!   dotted name is accepted only where it is a real column (or an allowed
 //!   function);
-//! - allowed function names the server has no built-in for (MySQL/MariaDB,
-//!   whose versions differ): an unqualified call of such a name runs a
-//!   stored function of that name, so those names are refused.
+//! - allowed function names an unqualified call of which could reach a
+//!   function that is not a built-in: on MySQL/MariaDB the names this server
+//!   has no built-in for and the stored functions of the default database;
+//!   on PostgreSQL functions outside `pg_catalog` named like the forms sluice
+//!   cannot print schema-qualified (`CEIL`, `FLOOR`). Those names are refused.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 pub struct Catalog {
     /// Columns by (schema, table), all as the database stores them.
     columns: HashMap<(String, String), Vec<String>>,
-    /// Allowed names that are no built-in on this server, lower case.
-    not_builtin: HashSet<String>,
+    /// Names whose unqualified call may not reach a built-in, lower case.
+    shadowed: HashSet<String>,
 }
 
 impl Catalog {
@@ -23,8 +25,8 @@ impl Catalog {
         self.columns.entry((schema.to_string(), table.to_string())).or_default().push(column.to_string());
     }
 
-    pub fn add_not_builtin(&mut self, name: &str) {
-        self.not_builtin.insert(name.to_ascii_lowercase());
+    pub fn add_shadowed(&mut self, name: &str) {
+        self.shadowed.insert(name.to_ascii_lowercase());
     }
 
     /// The columns of a table as stored, if the catalogue knows it.
@@ -32,7 +34,7 @@ impl Catalog {
         self.columns.get(&(schema.to_string(), table.to_string())).map(Vec::as_slice)
     }
 
-    pub fn is_builtin(&self, name: &str) -> bool {
-        !self.not_builtin.contains(&name.to_ascii_lowercase())
+    pub fn is_shadowed(&self, name: &str) -> bool {
+        self.shadowed.contains(&name.to_ascii_lowercase())
     }
 }

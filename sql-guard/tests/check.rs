@@ -302,6 +302,22 @@ fn dotted_names_are_columns_or_allowed_functions() {
         "SELECT g.pg_sleep FROM generate_series(1, 3) AS g",
         "SELECT current_role",
         "SELECT current_schema FROM allowed",
+        // Not even an allowed function: it would resolve through the search path.
+        "SELECT t.upper FROM allowed t",
+        // A FROM subquery cannot see its siblings, a LATERAL one only those
+        // before it, an ON clause only its own join tree: a qualifier that
+        // PostgreSQL resolves elsewhere must not pass as the sibling's column.
+        "SELECT (SELECT y.c FROM (SELECT 1 AS ts_stat) AS t, (SELECT t.ts_stat AS c) AS y) \
+         FROM string_to_table('SELECT to_tsvector(s) FROM secret', '|') AS t",
+        "SELECT (SELECT y.c FROM allowed a, LATERAL (SELECT t.ts_stat AS c) AS y, (SELECT 1 AS ts_stat) AS t) \
+         FROM string_to_table('x', '|') AS t",
+        "SELECT (SELECT 1 FROM allowed a JOIN allowed b ON t.pg_column_size IS NOT NULL \
+         JOIN (SELECT 1 AS pg_column_size) t ON true LIMIT 1) FROM allowed t",
+        // Column lists the guard cannot know exactly are not guessed.
+        "SELECT q.pg_column_size FROM (SELECT * FROM (SELECT 1 AS pg_column_size, 2 AS b) a \
+         JOIN (SELECT 1 AS pg_column_size) c USING (pg_column_size)) AS q(x, y)",
+        "SELECT pg_column_size.pg_column_size FROM allowed a, unnest(ARRAY[a]) AS pg_column_size",
+        "SELECT pg_column_size.pg_column_size FROM unnest(ARRAY[1], ARRAY[2]) AS pg_column_size",
     ] {
         let got = run(Dialect::Postgres, sql, &t);
         assert!(got.is_err(), "{sql} was accepted as {:?}", got.unwrap().canonical);
@@ -316,9 +332,11 @@ fn dotted_names_are_columns_or_allowed_functions() {
         "WITH c AS (SELECT id FROM allowed) SELECT c.id FROM c",
         "WITH c(k) AS (SELECT id FROM allowed) SELECT c.k FROM c",
         "SELECT g.g FROM generate_series(1, 3) AS g",
-        "SELECT u.x, u.ordinality FROM unnest(ARRAY[1]) WITH ORDINALITY AS u(x)",
+        "SELECT u.x, u.n FROM unnest(ARRAY[1]) WITH ORDINALITY AS u(x, n)",
+        "SELECT a.id, x.m FROM allowed a CROSS JOIN LATERAL (SELECT a.id * 2 AS m) x",
+        "SELECT a.id FROM allowed a JOIN allowed b ON a.id = b.id JOIN allowed c ON c.id = a.id",
+        "SELECT (SELECT b.v FROM allowed b WHERE b.id = a.id) FROM allowed a",
         "SELECT j.key, j.value FROM allowed, jsonb_each('{}'::jsonb) AS j",
-        "SELECT x.upper FROM allowed x",
         "SELECT a.id FROM allowed a WHERE EXISTS (SELECT 1 FROM allowed b WHERE b.id = a.id)",
         "SELECT s.* FROM (SELECT * FROM allowed) s WHERE s.v <> ''",
     ] {
@@ -351,7 +369,8 @@ fn postgres_calls_are_printed_schema_qualified() {
         match run(Dialect::Postgres, &sql, &TableAllow::All) {
             Ok(c) => assert!(
                 c.canonical.contains(&format!("pg_catalog.{f}("))
-                    || c.canonical.to_ascii_lowercase().contains(&format!(" {f}(")),
+                    || c.canonical.to_ascii_lowercase().contains(&format!(" {f}("))
+                    || (f == "substr" && c.canonical.contains("SUBSTRING(")),
                 "{}",
                 c.canonical
             ),
@@ -360,12 +379,25 @@ fn postgres_calls_are_printed_schema_qualified() {
     }
     let c = run(Dialect::Postgres, "SELECT n FROM generate_series(1, 3) AS n", &TableAllow::All).unwrap();
     assert_eq!(c.canonical, "SELECT n FROM pg_catalog.generate_series(1, 3) AS n");
+    // The comma form of SUBSTRING is a plain call; the FROM/FOR form is grammar.
+    let c = run(Dialect::Postgres, "SELECT SUBSTRING(v, 1, 2), substr(v, 2) FROM allowed", &TableAllow::All)
+        .unwrap();
+    assert!(c.canonical.contains("SUBSTRING(v FROM 1 FOR 2)"), "{}", c.canonical);
+    assert!(!c.canonical.contains("substr(") && !c.canonical.contains("SUBSTR("), "{}", c.canonical);
+    // CEIL/FLOOR cannot be printed qualified: refused where a function of
+    // that name exists outside pg_catalog.
+    assert!(run(Dialect::Postgres, "SELECT CEIL(1.5)", &TableAllow::All).is_ok());
+    let mut shadowed = catalog();
+    shadowed.add_shadowed("ceil");
+    let e = check("SELECT CEIL(1.5)", &rules(Dialect::Postgres), &TableAllow::All, &shadowed).unwrap_err();
+    assert!(e.0.contains("outside pg_catalog"), "{}", e.0);
+    assert!(run(Dialect::Postgres, "SELECT TRIM(v, 'x') FROM allowed", &TableAllow::All).is_err());
 }
 
 #[test]
 fn mysql_names_without_a_builtin_are_refused() {
     let mut catalog = catalog();
-    catalog.add_not_builtin("REGEXP_LIKE");
+    catalog.add_shadowed("REGEXP_LIKE");
     let e = check("SELECT regexp_like('a', 'a')", &rules(Dialect::MySql), &TableAllow::All, &catalog)
         .unwrap_err();
     assert!(e.0.contains("not a built-in"), "{}", e.0);

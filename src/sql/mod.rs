@@ -256,22 +256,13 @@ impl DataSource {
         rx.await.unwrap_or_else(|_| Err(Rejection("checking the query failed inside sluice; retry".into())))
     }
 
-    /// What the guard needs to know of the database: PostgreSQL's columns
-    /// (at most `CATALOG_MAX_AGE` old), MySQL's missing built-ins.
+    /// What the guard needs to know of the database (PostgreSQL's columns,
+    /// names that may not reach a built-in), at most `CATALOG_MAX_AGE` old.
     async fn catalog(&self) -> Arc<Catalog> {
         match self {
             Self::Sqlite(_) => Arc::default(),
             Self::Postgres(s) => s.catalog.get(|| s.load_catalog()).await,
-            Self::MySql(s) => {
-                match s.catalog.get_or_try_init(|| async { s.load_catalog().await.map(Arc::new) }).await {
-                    Ok(c) => c.clone(),
-                    Err(e) => {
-                        // Not cached: the next request probes again.
-                        tracing::warn!("probing the server's built-in functions failed: {e}");
-                        Arc::default()
-                    }
-                }
-            }
+            Self::MySql(s) => s.catalog.get(|| s.load_catalog()).await,
         }
     }
 

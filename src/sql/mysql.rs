@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 use super::encode::{Cell, Kind};
 use super::postgres::{days, micros, micros_of_day};
 use super::{
-    Access, Catalog, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
-    bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    Access, Catalog, CatalogCache, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn,
+    SqlError, bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -31,8 +31,9 @@ pub struct MySqlSource {
     url: String,
     mariadb: bool,
     rules: NameRules,
-    /// Loaded once: the server's built-ins do not change while it runs.
-    pub(super) catalog: tokio::sync::OnceCell<std::sync::Arc<Catalog>>,
+    pub(super) catalog: CatalogCache,
+    /// Probed once: the server's built-ins do not change while it runs.
+    missing_builtins: tokio::sync::OnceCell<Vec<String>>,
 }
 
 impl MySqlSource {
@@ -63,7 +64,14 @@ impl MySqlSource {
             row.try_get::<i64, _>(2).or_else(|_| row.try_get::<u64, _>(2).map(|v| v as i64)).unwrap_or(0);
         let rules =
             NameRules { dialect: Dialect::MySql, default_schema: database, case_sensitive: lower == 0 };
-        Ok(Self { pool, url, mariadb: version.contains("MariaDB"), rules, catalog: Default::default() })
+        Ok(Self {
+            pool,
+            url,
+            mariadb: version.contains("MariaDB"),
+            rules,
+            catalog: Default::default(),
+            missing_builtins: Default::default(),
+        })
     }
 
     pub fn rules(&self) -> &NameRules {
@@ -101,26 +109,45 @@ impl MySqlSource {
         Ok(schema_columns(&rows))
     }
 
-    /// Which allowed function names are no built-in of this server (MySQL
-    /// and MariaDB versions differ): an unqualified call of such a name
-    /// would run a stored function of that name. Preparing `SELECT name()`
-    /// tells: a built-in answers with a syntax or argument-count error, a
-    /// missing one with "FUNCTION … does not exist" (1305, 1630) or, when a
-    /// stored function exists, with its argument count (1318) or a denied
-    /// EXECUTE (1370).
+    /// Allowed names whose unqualified call would not reach a built-in:
+    /// those this server has no built-in for (probed once), and the stored
+    /// functions of the default database that the login can see (read
+    /// again with the catalogue; MariaDB prepares a call of a stored
+    /// function without complaint, so only the list tells).
     pub(super) async fn load_catalog(&self) -> Result<Catalog, SqlError> {
+        let missing = self.missing_builtins.get_or_try_init(|| self.probe_builtins()).await?;
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(routine_name AS CHAR) FROM information_schema.routines \
+             WHERE routine_schema = DATABASE() AND routine_type = 'FUNCTION'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut catalog = Catalog::default();
+        for name in missing.iter().chain(&stored) {
+            catalog.add_shadowed(name);
+        }
+        Ok(catalog)
+    }
+
+    /// Preparing `SELECT name()` tells whether the server has a built-in of
+    /// that name: a built-in answers with a syntax or argument-count error,
+    /// a missing one with "FUNCTION … does not exist" (1305, 1630), a
+    /// stored one (where prepare checks) with its argument count (1318) or a
+    /// denied EXECUTE (1370).
+    async fn probe_builtins(&self) -> Result<Vec<String>, SqlError> {
         let mut conn =
             self.pool.acquire().await.map_err(|e| SqlError::Unavailable { message: e.to_string() })?;
         conn.close_on_drop();
-        let mut catalog = Catalog::default();
+        let mut missing = Vec::new();
         for name in super::allow::functions(Dialect::MySql) {
             if let Err(e) = conn.prepare(AssertSqlSafe(format!("SELECT {name}()")).into_sql_str()).await
                 && d_code_is(&e, &["1305", "1318", "1370", "1630"])
             {
-                catalog.add_not_builtin(name);
+                missing.push(name.to_string());
             }
         }
-        Ok(catalog)
+        Ok(missing)
     }
 
     pub async fn fetch(

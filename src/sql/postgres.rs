@@ -129,11 +129,22 @@ impl PgSource {
         Ok(schema_columns(&rows))
     }
 
-    /// Every table's columns, for reading `t.name` as PostgreSQL will.
+    /// Every table's columns, for reading `t.name` as PostgreSQL will, and
+    /// the functions outside pg_catalog named like allowed ones.
     pub(super) async fn load_catalog(&self) -> Result<Catalog, SqlError> {
         let mut catalog = Catalog::default();
         for c in self.schema().await? {
             catalog.add_column(&c.schema, &c.table, &c.column);
+        }
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        for n in names.iter().filter(|n| super::allow::function(Dialect::Postgres, n)) {
+            catalog.add_shadowed(n);
         }
         Ok(catalog)
     }

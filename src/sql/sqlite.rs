@@ -339,7 +339,13 @@ fn authorizer(
                 let r = rules.stored(ctx.database_name.unwrap_or("main"), table_name);
                 let lower = table_name.to_ascii_lowercase();
                 let eponymous = allow::table_function(Dialect::Sqlite, &lower);
-                let cte = column_name.is_empty() && ctx.database_name.is_none() && !stored.contains(&lower);
+                // The schema tables (`sqlite_schema`, …) are no rows of the
+                // file's own catalogue list, and never CTEs.
+                let cte = column_name.is_empty()
+                    && ctx.database_name.is_none()
+                    && !stored.contains(&lower)
+                    && !lower.starts_with("sqlite_")
+                    && !lower.starts_with("pragma_");
                 (rules.allows(&tables, &r) || eponymous || cte, format!("reading table `{table_name}`"))
             }
             AuthAction::Function { function_name } => {

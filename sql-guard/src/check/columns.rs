@@ -15,7 +15,6 @@ use sqlparser::ast::{
 };
 
 use super::{R, Walker, at, reject};
-use crate::allow;
 
 /// One FROM item of a SELECT.
 #[derive(Debug, Clone)]
@@ -62,39 +61,40 @@ impl Walker<'_> {
                 let fname = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase());
                 let fname = fname.unwrap_or_default();
                 let named = alias.as_ref().map(|a| self.ident(&a.name)).unwrap_or_else(|| fname.clone());
-                let mut columns: Vec<String> = match fname.as_str() {
+                let columns: Option<Vec<String>> = match fname.as_str() {
                     "json_each" | "json_each_text" | "jsonb_each" | "jsonb_each_text" => {
-                        vec!["key".into(), "value".into()]
+                        Some(vec!["key".into(), "value".into()])
                     }
                     "json_array_elements"
                     | "json_array_elements_text"
                     | "jsonb_array_elements"
-                    | "jsonb_array_elements_text" => vec!["value".into()],
-                    // Record types: only a column definition list names them.
-                    "json_to_recordset" | "jsonb_to_recordset" => Vec::new(),
+                    | "jsonb_array_elements_text" => Some(vec!["value".into()]),
                     // Functions of a base type: one column, named by the alias.
-                    _ => vec![named],
+                    "generate_series"
+                    | "generate_subscripts"
+                    | "regexp_matches"
+                    | "regexp_split_to_table"
+                    | "string_to_table"
+                    | "json_object_keys"
+                    | "jsonb_object_keys"
+                    | "jsonb_path_query" => Some(vec![named]),
+                    // Records or arrays of rows (`unnest` of a composite array,
+                    // `json_to_recordset`): only an alias column list names them.
+                    _ => None,
                 };
-                if *with_ordinality {
-                    columns.push("ordinality".into());
-                }
-                out.push(
-                    self.aliased(
-                        alias.as_ref(),
-                        FromItem { name: fname, schema: None, columns: Some(columns) },
-                    ),
-                );
+                let columns = columns.map(|mut c| {
+                    if *with_ordinality {
+                        c.push("ordinality".into());
+                    }
+                    c
+                });
+                out.push(self.aliased(alias.as_ref(), FromItem { name: fname, schema: None, columns }));
             }
-            TableFactor::UNNEST { alias, with_ordinality, .. } => {
-                let named = alias.as_ref().map(|a| self.ident(&a.name)).unwrap_or_else(|| "unnest".into());
-                let mut columns = vec![named];
-                if *with_ordinality {
-                    columns.push("ordinality".into());
-                }
-                out.push(self.aliased(
-                    alias.as_ref(),
-                    FromItem { name: "unnest".into(), schema: None, columns: Some(columns) },
-                ));
+            // An array of rows unnests into their columns, several arrays into
+            // several columns: only an alias column list names them.
+            TableFactor::UNNEST { alias, .. } => {
+                let item = FromItem { name: "unnest".into(), schema: None, columns: None };
+                out.push(self.aliased(alias.as_ref(), item));
             }
             TableFactor::Derived { subquery, alias, .. } => {
                 let item =
@@ -161,6 +161,9 @@ impl Walker<'_> {
                     match p {
                         SelectItem::ExprWithAlias { alias, .. } => out.push(self.ident(alias)),
                         SelectItem::UnnamedExpr(e) => out.push(self.expr_name(e)),
+                        // `*` over USING or NATURAL joins merges and reorders
+                        // the joined columns: not followed.
+                        SelectItem::Wildcard(_) if merges_columns(&s.from) => return None,
                         SelectItem::Wildcard(_) => {
                             for it in items.get_or_insert_with(|| self.items_of_from(&s.from)).iter() {
                                 out.extend(it.columns.clone()?);
@@ -203,8 +206,9 @@ impl Walker<'_> {
         }
     }
 
-    /// `q.c` or `s.t.c` on PostgreSQL: a column the guard can place, or an
-    /// allowed function (which PostgreSQL may call as `c(q)`).
+    /// `q.c` or `s.t.c` on PostgreSQL: only a column the guard can place.
+    /// (Not even an allowed function: `q.upper` would call `upper(q)`
+    /// through the search path, not `pg_catalog.upper`.)
     pub(super) fn dotted(&self, parts: &[Ident]) -> R {
         let folded: Vec<String> = parts.iter().map(|i| self.ident(i)).collect();
         let find = |schema: Option<&str>, name: &str| {
@@ -220,9 +224,6 @@ impl Walker<'_> {
             _ => (None, folded.last().expect("two or more parts")),
         };
         if item.and_then(|it| it.columns.as_ref()).is_some_and(|cols| cols.contains(column)) {
-            return Ok(());
-        }
-        if parts.len() == 2 && allow::function(self.d, column) {
             return Ok(());
         }
         let name = parts.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(".");
@@ -242,13 +243,35 @@ impl Walker<'_> {
     /// `(x).c` on PostgreSQL: a composite field, or a call of `c(x)`.
     pub(super) fn field(&self, name: &Ident) -> R {
         let c = self.ident(name);
-        if allow::function(self.d, &c) {
-            return Ok(());
-        }
         reject(format!(
-            "`(…).{c}`{}: on PostgreSQL this may call the function `{c}`; field selection is not allowed here, use \
+            "`(…).{c}`{}: on PostgreSQL this may call a function `{c}`; field selection is not allowed here, use \
              the allowed functions instead",
             at(name.span.start)
         ))
     }
+}
+
+/// Does a FROM clause merge columns (USING or NATURAL joins, or joins in
+/// parentheses that the guard does not look into for this)?
+fn merges_columns(from: &[TableWithJoins]) -> bool {
+    use sqlparser::ast::{JoinConstraint, JoinOperator as J};
+    from.iter().any(|t| {
+        matches!(t.relation, TableFactor::NestedJoin { .. })
+            || t.joins.iter().any(|j| {
+                let c = match &j.join_operator {
+                    J::Join(c)
+                    | J::Inner(c)
+                    | J::Left(c)
+                    | J::LeftOuter(c)
+                    | J::Right(c)
+                    | J::RightOuter(c)
+                    | J::FullOuter(c)
+                    | J::CrossJoin(c)
+                    | J::StraightJoin(c) => Some(c),
+                    _ => None,
+                };
+                matches!(c, Some(JoinConstraint::Using(_) | JoinConstraint::Natural))
+                    || matches!(j.relation, TableFactor::NestedJoin { .. })
+            })
+    })
 }

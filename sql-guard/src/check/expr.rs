@@ -144,6 +144,17 @@ impl Walker<'_> {
                 if !matches!(field, CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)) {
                     return not_allowed("CEIL/FLOOR with a unit or scale", "use ceil(x) or floor(x)");
                 }
+                // Printed as written (sqlparser cannot read `pg_catalog.floor(…)`
+                // back), so it resolves through the search path.
+                let name = if matches!(e, Expr::Ceil { .. }) { "ceil" } else { "floor" };
+                if d == Dialect::Postgres && self.catalog.is_shadowed(name) {
+                    return reject(format!(
+                        "`{}`{}: this database has a function `{name}` outside pg_catalog that the call could reach; \
+                         use round(x) or trunc(x) instead",
+                        name.to_ascii_uppercase(),
+                        at(e.span().start)
+                    ));
+                }
                 self.expr(expr)
             }
             Expr::Position { expr, r#in } => {
@@ -156,6 +167,9 @@ impl Walker<'_> {
                     self.expr(x)?;
                 }
                 Ok(())
+            }
+            Expr::Trim { trim_characters: Some(_), .. } if d == Dialect::Postgres => {
+                not_allowed("TRIM(x, characters)", "use TRIM(BOTH characters FROM x) or btrim(x, characters)")
             }
             Expr::Trim { expr, trim_what, trim_characters, .. } => {
                 self.expr(expr)?;
@@ -313,7 +327,7 @@ impl Walker<'_> {
             return not_allowed("this function call syntax", "call functions as name(arguments)");
         }
         let (name, loc) = self.function_name(&f.name)?;
-        if self.d == Dialect::MySql && !self.catalog.is_builtin(&name) {
+        if self.d == Dialect::MySql && self.catalog.is_shadowed(&name) {
             return reject(format!(
                 "function `{name}`{loc} is not a built-in function of this server (the call would run a stored \
                  function of that name); sluice calls built-in functions only"

@@ -4,8 +4,10 @@
 //! every function as `pg_catalog.name`, so the engine itself can only run
 //! built-ins. Forms that the grammar maps to built-ins anyway (keywords
 //! such as `CURRENT_DATE`, `COALESCE`, `GREATEST`, `ARRAY(…)`) stay as they
-//! are. (`CEIL(x)` and `FLOOR(x)` stay too: sqlparser cannot read them
-//! back qualified; they resolve like any function, through the search path.)
+//! are, and `SUBSTRING(x, a, b)` becomes `SUBSTRING(x FROM a FOR b)`.
+//! (`CEIL(x)` and `FLOOR(x)` stay as written: sqlparser cannot read them
+//! back qualified. They are refused where the catalogue shows a function of
+//! that name outside pg_catalog.)
 
 use std::ops::ControlFlow;
 
@@ -33,14 +35,23 @@ impl VisitorMut for Qualify {
     type Break = ();
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = e {
-            let keyword = matches!(f.args, FunctionArguments::None);
-            let form = f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
-                i.quote_style.is_none() && GRAMMAR_FORMS.contains(&i.value.to_ascii_lowercase().as_str())
-            });
-            if !keyword && !form {
-                qualified(&mut f.name);
+        match e {
+            Expr::Function(f) => {
+                let keyword = matches!(f.args, FunctionArguments::None);
+                let form = f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                    i.quote_style.is_none() && GRAMMAR_FORMS.contains(&i.value.to_ascii_lowercase().as_str())
+                });
+                if !keyword && !form {
+                    qualified(&mut f.name);
+                }
             }
+            // `SUBSTRING(x, a, b)` and `SUBSTR(…)` are plain calls (PostgreSQL
+            // 14+); `SUBSTRING(x FROM a FOR b)` is grammar for the built-in.
+            Expr::Substring { special, shorthand, .. } => {
+                *special = false;
+                *shorthand = false;
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }

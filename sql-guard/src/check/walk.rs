@@ -8,6 +8,7 @@ use sqlparser::ast::{
     TableWithJoins, WildcardAdditionalOptions,
 };
 
+use super::columns::FromItem;
 use super::{
     ALLOWED, MAX_DEPTH, R, Rejection, Scope, Walker, at, first_words, list_or_none, not_allowed, reject,
 };
@@ -174,16 +175,18 @@ impl Walker<'_> {
                 "use SELECT … FROM … WHERE … GROUP BY … HAVING … ORDER BY … LIMIT",
             );
         }
-        // The FROM items, for `t.column` (PostgreSQL): in scope from here to
-        // the end of the query, subqueries and LATERAL included.
+        // FROM first: it brings the tables, and walking it checks them. Its
+        // items (PostgreSQL, for `t.column`) stay in scope to the end of the
+        // query; while FROM is walked, each part sees only what PostgreSQL
+        // lets it see.
         if self.d == Dialect::Postgres {
-            let items = self.items_of_from(&s.from);
-            self.from_scopes.push(items);
+            self.from_scopes.push(Vec::new());
         }
-        // FROM first: it brings the tables, and walking it checks them.
+        let mut seen = Vec::new();
         for t in &s.from {
-            self.table_with_joins(t)?;
+            self.table_with_joins(t, &mut seen)?;
         }
+        self.set_visible(seen);
         if let Some(Distinct::On(list)) = &s.distinct {
             self.exprs(list)?;
         }
@@ -238,13 +241,19 @@ impl Walker<'_> {
         Ok(())
     }
 
-    pub(super) fn table_with_joins(&mut self, t: &TableWithJoins) -> R {
-        self.table_factor(&t.relation)?;
+    /// One FROM entry and its joins. `seen` holds the FROM items before it
+    /// (PostgreSQL); what each part may refer to is what PostgreSQL lets it
+    /// see: a LATERAL subquery or a function the items before it, an ON
+    /// clause the items of its own join tree so far, anything else none.
+    pub(super) fn table_with_joins(&mut self, t: &TableWithJoins, seen: &mut Vec<FromItem>) -> R {
+        let tree = seen.len();
+        self.from_factor(&t.relation, seen)?;
         for j in &t.joins {
             if j.global {
                 return not_allowed("GLOBAL JOIN", "use JOIN");
             }
-            self.table_factor(&j.relation)?;
+            self.from_factor(&j.relation, seen)?;
+            self.set_visible(seen[tree..].to_vec());
             let c = match &j.join_operator {
                 JoinOperator::Join(c)
                 | JoinOperator::Inner(c)
@@ -273,6 +282,32 @@ impl Walker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Walk one FROM item with what it may see, then add it to `seen`.
+    fn from_factor(&mut self, f: &TableFactor, seen: &mut Vec<FromItem>) -> R {
+        let sees_left = matches!(
+            f,
+            TableFactor::Derived { lateral: true, .. }
+                | TableFactor::Function { .. }
+                | TableFactor::Table { args: Some(_), .. }
+                | TableFactor::UNNEST { .. }
+        );
+        self.set_visible(if sees_left { seen.clone() } else { Vec::new() });
+        self.table_factor(f)?;
+        if self.d == Dialect::Postgres {
+            self.items_of(f, seen);
+        }
+        Ok(())
+    }
+
+    /// The current SELECT's FROM items that the part being walked can see.
+    fn set_visible(&mut self, items: Vec<FromItem>) {
+        if self.d == Dialect::Postgres
+            && let Some(top) = self.from_scopes.last_mut()
+        {
+            *top = items;
+        }
     }
 
     pub(super) fn table_factor(&mut self, f: &TableFactor) -> R {
@@ -344,7 +379,9 @@ impl Walker<'_> {
                     self.alias(alias)?;
                 }
                 self.deeper()?;
-                self.table_with_joins(table_with_joins)?;
+                let outer = self.from_scopes.last().cloned().unwrap_or_default();
+                self.table_with_joins(table_with_joins, &mut Vec::new())?;
+                self.set_visible(outer);
                 self.depth -= 1;
                 Ok(())
             }
