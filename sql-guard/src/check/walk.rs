@@ -247,12 +247,12 @@ impl Walker<'_> {
     /// clause the items of its own join tree so far, anything else none.
     pub(super) fn table_with_joins(&mut self, t: &TableWithJoins, seen: &mut Vec<FromItem>) -> R {
         let tree = seen.len();
-        self.from_factor(&t.relation, seen)?;
+        self.walk_from_item(&t.relation, seen)?;
         for j in &t.joins {
             if j.global {
                 return not_allowed("GLOBAL JOIN", "use JOIN");
             }
-            self.from_factor(&j.relation, seen)?;
+            self.walk_from_item(&j.relation, seen)?;
             self.set_visible(seen[tree..].to_vec());
             let c = match &j.join_operator {
                 JoinOperator::Join(c)
@@ -285,7 +285,7 @@ impl Walker<'_> {
     }
 
     /// Walk one FROM item with what it may see, then add it to `seen`.
-    fn from_factor(&mut self, f: &TableFactor, seen: &mut Vec<FromItem>) -> R {
+    fn walk_from_item(&mut self, f: &TableFactor, seen: &mut Vec<FromItem>) -> R {
         let sees_left = matches!(
             f,
             TableFactor::Derived { lateral: true, .. }
