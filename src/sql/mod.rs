@@ -350,14 +350,55 @@ impl DataSource {
         let mut out = Vec::new();
         for p in policies.iter() {
             let access = Access { tables: &p.tables, role: p.database.role.as_deref() };
-            let guard = match self {
-                Self::Sqlite(s) => s.engine_guard(&p.name, access),
-                Self::Postgres(s) => s.engine_guard(&p.name, access).await?,
-                Self::MySql(s) => s.engine_guard(&p.name, access).await?,
-            };
-            out.push(guard);
+            out.push(self.engine_guard(&p.name, access).await?);
         }
         Ok(out)
+    }
+
+    async fn engine_guard(&self, policy: &str, access: Access<'_>) -> Result<EngineGuard, SqlError> {
+        let switch = match self {
+            Self::Sqlite(s) => return Ok(s.engine_guard(policy, access)),
+            Self::Postgres(_) => "SET LOCAL ROLE inside a READ ONLY transaction",
+            Self::MySql(_) => "SET ROLE on a connection of its own",
+        };
+        let Some(role) = access.role else {
+            let writable = self.writable_tables().await?;
+            return Ok(EngineGuard {
+                policy: policy.into(),
+                tables: false,
+                writes: writable.is_empty(),
+                detail: format!(
+                    "no database role for this policy: only sluice's parser keeps queries to the allowed tables{}; \
+                     set [database] role (README, \"A role per policy\")",
+                    if writable.is_empty() {
+                        ""
+                    } else {
+                        ", and the login user could write (a READ ONLY transaction does not stop every write)"
+                    }
+                ),
+            });
+        };
+        let problems = match self {
+            Self::Postgres(s) => s.role_problems(role, access.tables).await?,
+            Self::MySql(s) => s.role_problems(role, access.tables).await?,
+            Self::Sqlite(s) => return Ok(s.engine_guard(policy, access)),
+        };
+        if !problems.is_empty() {
+            return Err(SqlError::Role(format!(
+                "policy `{policy}`: database role `{role}` does not match the policy: {}; fix the grants \
+                 (README, \"A role per policy\")",
+                problems.join("; ")
+            )));
+        }
+        Ok(EngineGuard {
+            policy: policy.into(),
+            tables: true,
+            writes: true,
+            detail: format!(
+                "queries run as role `{role}` ({switch}), verified at start-up to read exactly the allowed tables \
+                 and hold no privilege to write"
+            ),
+        })
     }
 }
 

@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 use super::encode::{Cell, Kind};
 use super::postgres::{days, micros, micros_of_day};
 use super::{
-    Access, Catalog, CatalogCache, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn,
-    SqlError, bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
+    bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -190,48 +190,13 @@ impl MySqlSource {
         }
     }
 
-    /// How the server enforces a policy: with its role, verified here to
-    /// read exactly the allowed tables and hold no other privilege, or not.
-    pub async fn engine_guard(&self, policy: &str, access: Access<'_>) -> Result<EngineGuard, SqlError> {
-        let Some(role) = access.role else {
-            let writable = self.writable_tables().await?;
-            return Ok(EngineGuard {
-                policy: policy.into(),
-                tables: false,
-                writes: writable.is_empty(),
-                detail: format!(
-                    "no database role for this policy: only sluice's parser keeps queries to the allowed tables{}; \
-                     set [database] role (README, \"A role per policy\")",
-                    if writable.is_empty() {
-                        ""
-                    } else {
-                        ", and the login user could write (a READ ONLY transaction does not stop DDL)"
-                    }
-                ),
-            });
-        };
-        let problems = self.role_problems(role, access.tables).await?;
-        if !problems.is_empty() {
-            return Err(SqlError::Role(format!(
-                "policy `{policy}`: database role `{role}` does not match the policy: {}; fix the grants \
-                 (README, \"A role per policy\")",
-                problems.join("; ")
-            )));
-        }
-        Ok(EngineGuard {
-            policy: policy.into(),
-            tables: true,
-            writes: true,
-            detail: format!(
-                "queries run with role `{role}` (SET ROLE on a fresh connection), verified at start-up to read \
-                 exactly the allowed tables and hold no other privilege"
-            ),
-        })
-    }
-
     /// Everything wrong with `role` (together with the login's own grants)
     /// for a policy allowing `tables`.
-    async fn role_problems(&self, role: &str, tables: &TableAllow) -> Result<Vec<String>, SqlError> {
+    pub(super) async fn role_problems(
+        &self,
+        role: &str,
+        tables: &TableAllow,
+    ) -> Result<Vec<String>, SqlError> {
         let mut conn =
             self.pool.acquire().await.map_err(|e| SqlError::Unavailable { message: e.to_string() })?;
         conn.close_on_drop();

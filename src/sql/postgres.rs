@@ -18,8 +18,8 @@ use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlSafeStr, Statement, ValueR
 
 use super::encode::{Cell, Kind};
 use super::{
-    Access, Catalog, CatalogCache, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn,
-    SqlError, bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
+    bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -186,44 +186,12 @@ impl PgSource {
         result
     }
 
-    /// How PostgreSQL enforces a policy: with its role, verified here to
-    /// read exactly the allowed relations and write nothing, or not at all.
-    pub async fn engine_guard(&self, policy: &str, access: Access<'_>) -> Result<EngineGuard, SqlError> {
-        let Some(role) = access.role else {
-            let writable = self.writable_tables().await?;
-            return Ok(EngineGuard {
-                policy: policy.into(),
-                tables: false,
-                writes: writable.is_empty(),
-                detail: format!(
-                    "no database role for this policy: READ ONLY transactions keep out most writes{}, but only \
-                     sluice's parser keeps queries to the allowed tables; set [database] role (README, \
-                     \"A role per policy\")",
-                    if writable.is_empty() { "" } else { " and the login user could write" }
-                ),
-            });
-        };
-        let problems = self.role_problems(role, access.tables).await?;
-        if !problems.is_empty() {
-            return Err(SqlError::Role(format!(
-                "policy `{policy}`: database role `{role}` does not match the policy: {}; fix the grants \
-                 (README, \"A role per policy\")",
-                problems.join("; ")
-            )));
-        }
-        Ok(EngineGuard {
-            policy: policy.into(),
-            tables: true,
-            writes: true,
-            detail: format!(
-                "queries run as role `{role}` (SET LOCAL ROLE inside a READ ONLY transaction), verified at start-up \
-                 to read exactly the allowed tables and write nothing"
-            ),
-        })
-    }
-
     /// Everything wrong with `role` for a policy allowing `tables`.
-    async fn role_problems(&self, role: &str, tables: &TableAllow) -> Result<Vec<String>, SqlError> {
+    pub(super) async fn role_problems(
+        &self,
+        role: &str,
+        tables: &TableAllow,
+    ) -> Result<Vec<String>, SqlError> {
         let mut lease = Lease(Some(self.pool.acquire().await.map_err(acquire_error)?));
         let limits = FetchLimits { max_rows: 0, timeout: Duration::from_secs(30) };
         if let Err(e) = lease.conn().execute(AssertSqlSafe(self.begin(limits, Some(role)))).await {
