@@ -142,21 +142,25 @@ impl SqliteSource {
         .await
     }
 
-    /// Run `f` on a pooled connection on a blocking thread (no authorizer:
-    /// for sluice's own catalogue queries).
+    /// Run `f` on a pooled connection on a blocking thread. The slot is held
+    /// until `f` returns, even when the request has gone away meanwhile.
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, SqlError> + Send + 'static,
     ) -> Result<T, SqlError> {
-        let _permit = self.slots.clone().acquire_owned().await.map_err(|_| unavailable("closed"))?;
+        let permit = self.slots.clone().acquire_owned().await.map_err(|_| unavailable("closed"))?;
         let conn = self.take()?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let r = f(&conn);
+            drop(permit);
             (conn, r)
         })
         .await
         .map_err(|e| SqlError::Database { message: format!("the SQLite worker failed: {e}") })?;
-        self.put(conn);
+        // A connection left inside a transaction is in an unknown state.
+        if conn.is_autocommit() {
+            self.put(conn);
+        }
         result
     }
 
@@ -178,8 +182,6 @@ impl SqliteSource {
         access: Access<'_>,
         limits: FetchLimits,
     ) -> Result<Rows, SqlError> {
-        let permit = self.slots.clone().acquire_owned().await.map_err(|_| unavailable("closed"))?;
-        let conn = self.take()?;
         // Set when the request goes away, so the statement stops at once.
         let cancelled = Arc::new(AtomicBool::new(false));
         struct CancelOnDrop(Arc<AtomicBool>);
@@ -197,20 +199,14 @@ impl SqliteSource {
             limits,
             cancelled,
         };
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let r = job.run(&conn);
+        self.with_conn(move |conn| {
+            let r = job.run(conn);
             // Never leave a policy's authorizer or the deadline behind.
             let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
             let _ = conn.progress_handler(0, None::<fn() -> bool>);
-            drop(permit);
-            (conn, r)
+            r
         })
         .await
-        .map_err(|e| SqlError::Database { message: format!("the SQLite worker failed: {e}") })?;
-        if conn.is_autocommit() {
-            self.put(conn);
-        }
-        result
     }
 }
 
