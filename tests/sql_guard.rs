@@ -386,6 +386,28 @@ async fn postgres_roles_are_verified_at_start_up() {
 #[tokio::test]
 async fn postgres_restricted_policy_over_http() {
     let pg = pg_setup("http").await;
+    // Functions and an operator shadowing built-ins (an exact-type overload,
+    // a name PostgreSQL 15 lacks), made before the server reads its
+    // catalogue. Later, the default policy (superuser login, no role) shows
+    // that the guard, not a role, keeps them from running.
+    let admin_db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    for f in ["lower(x int)", "log2(x int)", "substring(a int, b int, c int)", "upper(a allowed)"] {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE FUNCTION public.{f} RETURNS text LANGUAGE sql AS $$ SELECT s FROM secret LIMIT 1 $$"
+        )))
+        .execute(&admin_db)
+        .await
+        .unwrap();
+    }
+    sqlx::query("CREATE FUNCTION public.leak_plus(a text, b text) RETURNS text LANGUAGE sql AS $$ SELECT s FROM secret LIMIT 1 $$")
+        .execute(&admin_db)
+        .await
+        .unwrap();
+    sqlx::query("CREATE OPERATOR public.+ (LEFTARG = text, RIGHTARG = text, FUNCTION = public.leak_plus)")
+        .execute(&admin_db)
+        .await
+        .unwrap();
+    admin_db.close().await;
     let s = start(Options {
         database: Some(pg.url()),
         policies: Some(policies_with(
@@ -427,25 +449,12 @@ async fn postgres_restricted_policy_over_http() {
         let v = expect(&s, "restricted", sql, "sql_rejected").await;
         assert!(v["error"]["reason"].as_str().is_some_and(|r| r.len() > 20), "{sql}: {v}");
     }
-    // Functions shadowing allowed names (an exact-type overload, a name
-    // PostgreSQL 15 lacks) never run: calls are printed as pg_catalog.name.
-    // The default policy (superuser login, no role) shows it is the
-    // qualification, not a role, that holds here.
-    let admin_db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
-    for f in ["lower(x int)", "log2(x int)", "substring(a int, b int, c int)", "upper(a allowed)"] {
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE FUNCTION public.{f} RETURNS text LANGUAGE sql AS $$ SELECT s FROM secret LIMIT 1 $$"
-        )))
-        .execute(&admin_db)
-        .await
-        .unwrap();
-    }
-    admin_db.close().await;
     for sql in [
         "SELECT lower(1) AS x",
         "SELECT log2(1) AS x",
         "SELECT SUBSTRING(id, 1, 1) AS x FROM allowed",
         "SELECT t.upper AS x FROM allowed t",
+        "SELECT v + v AS x FROM allowed",
     ] {
         let v = run_policy(&s, "default", sql).await;
         assert_ne!(v["status"], "success", "{sql}: {v}");

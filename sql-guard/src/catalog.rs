@@ -8,7 +8,10 @@
 //!   function that is not a built-in: on MySQL/MariaDB the names this server
 //!   has no built-in for and the stored functions of the default database;
 //!   on PostgreSQL functions outside `pg_catalog` named like the forms sluice
-//!   cannot print schema-qualified (`CEIL`, `FLOOR`). Those names are refused.
+//!   cannot print schema-qualified (`CEIL`, `FLOOR`). Those names are refused;
+//! - PostgreSQL operators defined outside `pg_catalog` for built-in types,
+//!   which an expression using that symbol (or `IN`, `BETWEEN`, `LIKE`, … that
+//!   use it) could resolve to: such expressions are refused.
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,6 +21,10 @@ pub struct Catalog {
     columns: HashMap<(String, String), Vec<String>>,
     /// Names whose unqualified call may not reach a built-in, lower case.
     shadowed: HashSet<String>,
+    /// PostgreSQL operators also defined outside pg_catalog for built-in
+    /// types: an expression may resolve to those (best type match wins,
+    /// whatever the search path).
+    shadowed_operators: HashSet<String>,
 }
 
 impl Catalog {
@@ -32,6 +39,14 @@ impl Catalog {
     /// The columns of a table as stored, if the catalogue knows it.
     pub fn columns(&self, schema: &str, table: &str) -> Option<&[String]> {
         self.columns.get(&(schema.to_string(), table.to_string())).map(Vec::as_slice)
+    }
+
+    pub fn add_shadowed_operator(&mut self, symbol: &str) {
+        self.shadowed_operators.insert(symbol.to_string());
+    }
+
+    pub fn is_shadowed_operator(&self, symbol: &str) -> bool {
+        self.shadowed_operators.contains(symbol)
     }
 
     pub fn is_shadowed(&self, name: &str) -> bool {

@@ -146,6 +146,20 @@ impl PgSource {
         for n in names.iter().filter(|n| super::allow::function(Dialect::Postgres, n)) {
             catalog.add_shadowed(n);
         }
+        // Operators outside pg_catalog on built-in types can be chosen for
+        // built-in operands (the best type match wins, whatever the path).
+        let operators: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT o.oprname::text FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND (o.oprleft = 0 OR o.oprleft IN (SELECT oid FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace)) \
+             AND o.oprright IN (SELECT oid FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        for op in &operators {
+            catalog.add_shadowed_operator(op);
+        }
         Ok(catalog)
     }
 

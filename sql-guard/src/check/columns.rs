@@ -149,6 +149,11 @@ impl Walker<'_> {
 
     /// The names of a query's output columns, as PostgreSQL names them.
     pub(super) fn output_names(&self, q: &Query) -> Option<Vec<String>> {
+        // Its own WITH is out of scope once it has been walked, and a CTE of
+        // it may share a table's name: not followed.
+        if q.with.is_some() {
+            return None;
+        }
         self.set_expr_names(&q.body)
     }
 

@@ -23,6 +23,11 @@ impl Walker<'_> {
 
     pub(super) fn expr_inner(&mut self, e: &Expr) -> R {
         let d = self.d;
+        if d == Dialect::Postgres {
+            for op in implied_operators(e) {
+                self.operator(&op, e)?;
+            }
+        }
         match e {
             Expr::Identifier(i) => {
                 self.check_ident(i)?;
@@ -33,7 +38,25 @@ impl Walker<'_> {
                 if d == Dialect::Postgres { self.dotted(parts) } else { Ok(()) }
             }
             Expr::Value(v) => self.value(&v.value, at(v.span.start)),
+            // `DATE '…'`: SQLite has no typed literals (it reads a column
+            // named DATE), MySQL only for dates and times.
             Expr::TypedString(t) => {
+                let ok = match d {
+                    Dialect::Postgres => true,
+                    Dialect::MySql => {
+                        matches!(
+                            t.data_type,
+                            DataType::Date
+                                | DataType::Time(..)
+                                | DataType::Timestamp(..)
+                                | DataType::Datetime(_)
+                        )
+                    }
+                    Dialect::Sqlite => false,
+                };
+                if !ok {
+                    return not_allowed("a typed literal (TYPE '…')", "write CAST('…' AS type)");
+                }
                 self.data_type(&t.data_type)?;
                 self.value(&t.value.value, at(t.value.span.start))
             }
@@ -234,6 +257,21 @@ impl Walker<'_> {
                 d.name()
             )),
         }
+    }
+
+    /// An operator symbol PostgreSQL will resolve for `e`: refused where
+    /// the database defines it outside pg_catalog for built-in types too.
+    pub(super) fn operator(&self, symbol: &str, e: &Expr) -> R {
+        if !self.catalog.is_shadowed_operator(symbol) {
+            return Ok(());
+        }
+        reject(format!(
+            "`{}`{}: this database defines the operator `{symbol}` outside pg_catalog for built-in types, so \
+             PostgreSQL could run that one instead of the built-in; use a function instead (e.g. mod(a, b) for %, \
+             concat(a, b) for ||, a = ANY(…) only where `=` is not redefined)",
+            first_words(&e.to_string()),
+            at(e.span().start)
+        ))
     }
 
     pub(super) fn binary_op(&self, op: &BinaryOperator, e: &Expr) -> R {
@@ -481,7 +519,7 @@ impl Walker<'_> {
             | T::IntUnsigned(_) => d == Dialect::MySql,
             T::Custom(name, mods) if mods.is_empty() && d == Dialect::Postgres => {
                 let n = name.to_string().to_ascii_lowercase();
-                ["timestamptz", "timetz", "citext", "tsvector", "tsquery", "name"].contains(&n.as_str())
+                ["timestamptz", "timetz", "tsvector", "tsquery", "name"].contains(&n.as_str())
             }
             _ => false,
         };
@@ -494,5 +532,37 @@ impl Walker<'_> {
                 if d == Dialect::Postgres { ", uuid, bytea or array" } else { "" }
             ))
         }
+    }
+}
+
+/// The operators PostgreSQL resolves for an expression, written or implied
+/// (`IN` and `IS DISTINCT FROM` compare with `=`, `BETWEEN` with `>=` and
+/// `<=`, `LIKE` is `~~`, …).
+fn implied_operators(e: &Expr) -> Vec<String> {
+    let v = |ops: &[&str]| ops.iter().map(|o| o.to_string()).collect();
+    match e {
+        Expr::BinaryOp { op, .. } => vec![op.to_string()],
+        Expr::UnaryOp { op, .. } => vec![op.to_string()],
+        Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => vec![compare_op.to_string()],
+        Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::InList { .. }
+        | Expr::InSubquery { .. } => v(&["="]),
+        Expr::Case { operand: Some(_), .. } => v(&["="]),
+        Expr::Between { negated: false, .. } => v(&[">=", "<="]),
+        Expr::Between { negated: true, .. } => v(&["<", ">"]),
+        Expr::Like { negated, .. } => v(&[if *negated { "!~~" } else { "~~" }]),
+        Expr::ILike { negated, .. } => v(&[if *negated { "!~~*" } else { "~~*" }]),
+        Expr::SimilarTo { negated, .. } => v(&[if *negated { "!~" } else { "~" }]),
+        Expr::Function(f)
+            if f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("nullif")) =>
+        {
+            v(&["="])
+        }
+        _ => Vec::new(),
     }
 }

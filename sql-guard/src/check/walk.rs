@@ -277,9 +277,22 @@ impl Walker<'_> {
                     for c in cols {
                         self.plain_name(c)?;
                     }
+                    self.join_equality()?;
                 }
-                JoinConstraint::Natural | JoinConstraint::None => {}
+                JoinConstraint::Natural => self.join_equality()?,
+                JoinConstraint::None => {}
             }
+        }
+        Ok(())
+    }
+
+    /// USING and NATURAL joins compare with `=` (PostgreSQL resolves it).
+    fn join_equality(&self) -> R {
+        if self.d == Dialect::Postgres && self.catalog.is_shadowed_operator("=") {
+            return reject(
+                "a USING or NATURAL join compares with `=`, which this database also defines outside pg_catalog; \
+                 write the join with ON",
+            );
         }
         Ok(())
     }

@@ -1,0 +1,1 @@
+SELECT d.v FROM (WITH allowed AS (SELECT 'x' AS q) SELECT * FROM allowed) d

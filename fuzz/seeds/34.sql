@@ -1,0 +1,1 @@
+SELECT v + v, v || v, id % 2 FROM allowed WHERE v IN ('a') AND id BETWEEN 1 AND 2

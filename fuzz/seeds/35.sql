@@ -1,0 +1,1 @@
+SELECT DATE '2020-01-01', TEXT 'x'
