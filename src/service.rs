@@ -280,7 +280,7 @@ impl App {
             }
             tracing::warn!("{what}");
         }
-        let sql_guards = source.engine_guards(&policies).await?;
+        let sql_guards = source.engine_guards(&policies, &writable).await?;
         for g in &sql_guards {
             if g.tables && g.writes {
                 continue;

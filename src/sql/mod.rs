@@ -346,23 +346,32 @@ impl DataSource {
     /// How the database enforces each policy; an error when a policy's role
     /// is missing or does not match the policy (it must read exactly the
     /// allowed tables and write nothing).
-    pub async fn engine_guards(&self, policies: &Policies) -> Result<Vec<EngineGuard>, SqlError> {
+    /// `writable` is what the login user could write (`writable_tables`).
+    pub async fn engine_guards(
+        &self,
+        policies: &Policies,
+        writable: &[String],
+    ) -> Result<Vec<EngineGuard>, SqlError> {
         let mut out = Vec::new();
         for p in policies.iter() {
             let access = Access { tables: &p.tables, role: p.database.role.as_deref() };
-            out.push(self.engine_guard(&p.name, access).await?);
+            out.push(self.engine_guard(&p.name, access, writable).await?);
         }
         Ok(out)
     }
 
-    async fn engine_guard(&self, policy: &str, access: Access<'_>) -> Result<EngineGuard, SqlError> {
+    async fn engine_guard(
+        &self,
+        policy: &str,
+        access: Access<'_>,
+        writable: &[String],
+    ) -> Result<EngineGuard, SqlError> {
         let switch = match self {
             Self::Sqlite(s) => return Ok(s.engine_guard(policy, access)),
             Self::Postgres(_) => "SET LOCAL ROLE inside a READ ONLY transaction",
             Self::MySql(_) => "SET ROLE on a connection of its own",
         };
         let Some(role) = access.role else {
-            let writable = self.writable_tables().await?;
             return Ok(EngineGuard {
                 policy: policy.into(),
                 tables: false,
