@@ -457,6 +457,7 @@ async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCode> {
                 until,
                 limit: Some(limit),
                 cursor: None,
+                scope: None,
             };
             let page = store.list(&f).await?;
             println!(

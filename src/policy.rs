@@ -65,7 +65,7 @@ pub struct DatabaseRules {
 
 /// Sandbox layers that may be missing on a host (see `jail::LAYERS`).
 pub const DEGRADABLE_LAYERS: &[&str] =
-    &["network_namespace", "user_namespace", "landlock", "seccomp", "cgroup"];
+    &["network_namespace", "user_namespace", "mount_namespace", "landlock", "seccomp", "cgroup"];
 
 /// How the child is jailed under this policy.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -98,6 +98,8 @@ pub struct Limits {
     pub max_memory_mb: u64,
     pub cpu_s: u64,
     pub max_rows: u64,
+    /// Bytes of all fetched values together (the server holds them).
+    pub max_fetch_bytes: u64,
     pub sql_timeout_s: f64,
     pub max_output_bytes: u64,
     pub max_stdout_bytes: u64,
@@ -105,6 +107,8 @@ pub struct Limits {
     pub max_open_files: u64,
     pub max_threads: u64,
     pub max_file_size_mb: u64,
+    /// All files in the scratch dir together (a tmpfs of this size).
+    pub max_scratch_mb: u64,
 }
 
 impl Default for Limits {
@@ -116,6 +120,7 @@ impl Default for Limits {
             max_memory_mb: 4096,
             cpu_s: 120,
             max_rows: 100_000,
+            max_fetch_bytes: 256 * 1024 * 1024,
             sql_timeout_s: 10.0,
             max_output_bytes: 8 * 1024 * 1024,
             max_stdout_bytes: 64 * 1024,
@@ -123,6 +128,7 @@ impl Default for Limits {
             max_open_files: 256,
             max_threads: 256,
             max_file_size_mb: 64,
+            max_scratch_mb: 64,
         }
     }
 }
@@ -332,10 +338,12 @@ fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
         ("limits.max_memory_mb", l.max_memory_mb),
         ("limits.cpu_s", l.cpu_s),
         ("limits.max_rows", l.max_rows),
+        ("limits.max_fetch_bytes", l.max_fetch_bytes),
         ("limits.max_output_bytes", l.max_output_bytes),
         ("limits.max_open_files", l.max_open_files),
         ("limits.max_threads", l.max_threads),
         ("limits.max_file_size_mb", l.max_file_size_mb),
+        ("limits.max_scratch_mb", l.max_scratch_mb),
     ];
     for (key, v) in positive {
         if v == 0 {

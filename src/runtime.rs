@@ -16,6 +16,13 @@ pub struct RuntimeFiles {
     pub cdylib: PathBuf,
 }
 
+impl RuntimeFiles {
+    /// The directory holding both (and nothing of the server's).
+    pub fn dir(&self) -> PathBuf {
+        self.harness.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
 pub fn install(runtime_dir: &Path) -> std::io::Result<RuntimeFiles> {
     let mut h = Sha256::new();
     h.update(HARNESS);

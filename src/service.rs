@@ -122,6 +122,23 @@ impl ServiceError {
     }
 }
 
+/// `Err(message)` unless the caller's key has `role` (admin has every role).
+/// The service checks it itself on everything that reads data, whichever
+/// door (HTTP, tools, MCP) the request came through.
+pub fn require_role(caller: &Caller, role: crate::audit::keys::Role) -> Result<(), String> {
+    if caller.principal.has(role) {
+        return Ok(());
+    }
+    let name = |r: &crate::audit::keys::Role| format!("{r:?}").to_lowercase();
+    let have: Vec<String> = caller.principal.roles.iter().map(name).collect();
+    Err(format!(
+        "this key ({}) has role(s) {}; this needs `{}`",
+        caller.principal.label(),
+        have.join(", "),
+        name(&role)
+    ))
+}
+
 /// Who sent a request, from where.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -297,9 +314,13 @@ impl App {
             what: format!("writing runtime files under {}", data.runtime().display()),
             source,
         })?;
-        create_private_dir(&data.scratch())?;
+        let scratch =
+            crate::executor::scratch::prepare(&data.scratch()).map_err(|source| StartError::Io {
+                what: format!("preparing the scratch dirs under {}", data.scratch().display()),
+                source,
+            })?;
         let jail = crate::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
-        let executor = Arc::new(Executor::new(files, data.scratch(), built, jail));
+        let executor = Arc::new(Executor::new(files, scratch, built, jail));
         Ok(App {
             policies,
             audit,
@@ -376,7 +397,11 @@ impl App {
 
     /// Tables and columns the policy lets a query read, and the functions
     /// it may call (GET /schema).
-    pub async fn schema(&self, policy: &str) -> Result<Value, ServiceError> {
+    pub async fn schema(&self, caller: &Caller, policy: &str) -> Result<Value, ServiceError> {
+        require_role(caller, crate::audit::keys::Role::Execute).map_err(ServiceError::Forbidden)?;
+        if !caller.principal.may_use_policy(policy) {
+            return Err(ServiceError::Forbidden(format!("this key may not use policy `{policy}`")));
+        }
         let p = self.policies.get(policy).ok_or_else(|| ServiceError::BadRequest {
             field: "policy".into(),
             message: format!(
@@ -431,6 +456,7 @@ impl App {
         caller: &Caller,
         req: ExecuteRequest,
     ) -> Result<ExecuteResponse, ServiceError> {
+        require_role(caller, crate::audit::keys::Role::Execute).map_err(ServiceError::Forbidden)?;
         let started = Instant::now();
         let result = self.execute_audited(caller, req).await;
         let status = match &result {
@@ -587,6 +613,7 @@ impl App {
                 Access { tables: &policy.tables, role: policy.database.role.as_deref() },
                 FetchLimits {
                     max_rows: policy.limits.max_rows,
+                    max_bytes: policy.limits.max_fetch_bytes,
                     timeout: Duration::from_secs_f64(policy.limits.sql_timeout_s),
                 },
             )
@@ -625,6 +652,7 @@ impl App {
                 nproc: l.max_threads,
                 nofile: l.max_open_files,
                 fsize_bytes: l.max_file_size_mb * 1024 * 1024,
+                scratch_bytes: l.max_scratch_mb * 1024 * 1024,
                 stdout_bytes: l.max_stdout_bytes,
                 stderr_bytes: l.max_stderr_bytes,
                 output_bytes: l.max_output_bytes,
@@ -746,6 +774,11 @@ impl ExecuteResponse {
             SqlError::RowLimit { limit } => (
                 Status::RowLimit,
                 json!({"message": format!("{e}; add a WHERE clause or LIMIT {limit}, or aggregate in SQL"), "limit": limit}),
+            ),
+            SqlError::ByteLimit { limit } => (
+                Status::RowLimit,
+                json!({"message": format!("{e} (the policy's max_fetch_bytes); select fewer or shorter columns \
+                    (substr/length of big text or blobs), fewer rows, or aggregate in SQL"), "limit_bytes": limit}),
             ),
             SqlError::Connect { .. }
             | SqlError::Encode(_)

@@ -218,7 +218,7 @@ pub async fn list_tables(app: &App, caller: &Caller, args: ListTablesArgs) -> Ca
     if !caller.principal.may_use_policy(&policy) {
         return error_result(format!("this key may not use policy `{policy}`"));
     }
-    match app.schema(&policy).await {
+    match app.schema(caller, &policy).await {
         Ok(v) => {
             let lines: Vec<String> = v["tables"]
                 .as_array()
@@ -251,7 +251,7 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
     if !caller.principal.may_use_policy(&policy) {
         return error_result(format!("this key may not use policy `{policy}`"));
     }
-    let schema = match app.schema(&policy).await {
+    let schema = match app.schema(caller, &policy).await {
         Ok(v) => v,
         Err(e) => return error_result(e.to_string()),
     };
@@ -311,7 +311,8 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
 }
 
 pub async fn get_execution(app: &App, caller: &Caller, args: GetExecutionArgs) -> CallToolResult {
-    match app.audit.get(&args.execution_id).await {
+    let scope = crate::audit::Scope::of(&caller.principal);
+    match app.audit.get_scoped(&args.execution_id, scope.as_ref()).await {
         Ok(r) if caller.principal.has(Role::Audit) || r.principal == caller.principal.label() => tool_result(
             format!("{} {} by {} at {}", r.execution_id, r.status, r.principal, r.created_at),
             serde_json::to_value(&r).ok(),

@@ -184,6 +184,7 @@ async fn list(
         until: f.until.filter(|s| !s.is_empty()),
         limit: f.limit,
         cursor: f.cursor.filter(|s| !s.is_empty()),
+        scope: crate::audit::Scope::of(&caller.principal),
     };
     let page_data = app.audit.list(&f).await?;
     let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
@@ -256,7 +257,8 @@ async fn detail(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require(&caller, Role::Audit)?;
-    let r = match app.audit.get(&id).await {
+    let scope = crate::audit::Scope::of(&caller.principal);
+    let r = match app.audit.get_scoped(&id, scope.as_ref()).await {
         Ok(r) => r,
         Err(crate::audit::AuditError::NotFound(_)) => {
             return Ok((

@@ -28,7 +28,7 @@ fn only_allowed() -> TableAllow {
 }
 
 fn limits(seconds: u64) -> FetchLimits {
-    FetchLimits { max_rows: 1000, timeout: Duration::from_secs(seconds) }
+    FetchLimits { max_rows: 1000, max_bytes: 0, timeout: Duration::from_secs(seconds) }
 }
 
 /// Everything a result carries, as text, to search for the marker.

@@ -3,14 +3,17 @@
 The server starts this file with the environment's Python, an empty
 environment and `-I -B`. The process:
 
-1. isolates itself (its own network namespace, dies with the server),
+1. isolates itself (its own user, network and mount namespaces; dies with
+   the server) and, when the server runs as root, makes the directories its
+   children need reachable by their unprivileged uids,
 2. imports the scientific stack once (the expensive part),
 3. checks it is still single-threaded (forking a threaded process is unsafe),
 4. serves requests on the control socket (fd 0, a Unix SOCK_DGRAM): each
    request carries two pipe fds; the zygote forks a child that enters the
-   sandbox, reads code and rows from the first pipe, runs `classify(df)` and
+   sandbox (its own scratch tmpfs and uid first), reads code and rows from the first pipe, runs `classify(df)` and
    writes one JSON result to the second pipe. The zygote reaps the child,
-   enforces the wall-clock limit and reports the ending (signal, exit code,
+   enforces the wall-clock limit, kills it when the server says its request
+   ended, and reports the ending (signal, exit code,
    CPU, peak memory) to the server.
 
 The zygote never reads request data and never runs user code itself.
@@ -29,7 +32,7 @@ import sys
 import time
 
 PROTOCOL_VERSION = 1
-ABI_VERSION = 2  # of libsluice_sandbox.so (sandbox/src/lib.rs)
+ABI_VERSION = 3  # of libsluice_sandbox.so (sandbox/src/lib.rs)
 MAX_CTL_MESSAGE = 64 * 1024
 AS_HEADROOM_MB = 256
 # Errors are read by people and LLMs: keep them short.
@@ -58,7 +61,9 @@ class Native:
         sigs = {
             "sluice_abi_version": [],
             "sluice_die_with_parent": [c.c_int],
-            "sluice_isolate": [],
+            "sluice_isolate": [c.c_uint32, c.c_uint32],
+            "sluice_expose": [c.c_char_p, c.c_size_t, c.c_uint32],
+            "sluice_enter": [c.c_char_p, c.c_size_t, c.c_uint64, c.c_int64],
             "sluice_set_rlimits": [c.c_uint64] * 6,
             "sluice_landlock_abi": [],
             "sluice_apply_landlock": [c.c_char_p, c.c_size_t],
@@ -81,9 +86,19 @@ class Native:
     def die_with_parent(self, expected_parent):
         self.check("prctl(PR_SET_PDEATHSIG)", self.lib.sluice_die_with_parent(expected_parent))
 
-    def isolate(self):
-        """0: user + network namespace, 1: network namespace only."""
-        return self.check("unshare(CLONE_NEWUSER|CLONE_NEWNET)", self.lib.sluice_isolate())
+    def isolate(self, id_base, id_count):
+        """0: user + network + mount namespaces, 1: network + mount only."""
+        return self.check(
+            "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS)", self.lib.sluice_isolate(id_base, id_count)
+        )
+
+    def expose(self, spec, uid):
+        data = spec.encode()
+        return self.check("expose", self.lib.sluice_expose(data, len(data), uid))
+
+    def enter(self, scratch, scratch_bytes, uid):
+        data = scratch.encode()
+        self.check("scratch tmpfs and uid", self.lib.sluice_enter(data, len(data), scratch_bytes, uid))
 
     def set_rlimits(self, cpu_s, address_space, nproc, nofile, fsize):
         self.check("setrlimit", self.lib.sluice_set_rlimits(cpu_s, address_space, nproc, nofile, fsize, 0))
@@ -228,9 +243,10 @@ def proc_status_kb(field):
 
 
 class Zygote:
-    def __init__(self, native, ctl):
+    def __init__(self, native, ctl, mount_namespace):
         self.native = native
         self.ctl = ctl
+        self.mount_namespace = mount_namespace
         self.programs = {}  # seccomp wire-format files, read once
         self.children = {}  # pid -> dict(id, deadline, started)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -301,6 +317,11 @@ class Zygote:
                 os.close(fd)
             log("malformed control message")
             return True
+        if req.get("op") == "kill":
+            for fd in fds:
+                os.close(fd)
+            self.kill(req.get("id"))
+            return True
         if req.get("op") != "run" or len(fds) != 2:
             for fd in fds:
                 os.close(fd)
@@ -335,6 +356,17 @@ class Zygote:
         }
         self.send({"event": "started", "id": req["id"], "pid": pid})
         return True
+
+    def kill(self, request_id):
+        """The server is done with this request: its child goes now."""
+        for pid, c in self.children.items():
+            if c["id"] == request_id:
+                if c["killed"] is None:
+                    c["killed"] = "request_ended"
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def enforce_deadlines(self):
         now = time.monotonic()
@@ -462,7 +494,9 @@ def child_main(zygote, req, in_fd, out_fd):
 
 
 def write_result(out_fd, result, req):
-    data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    # Labels were checked; elsewhere (a traceback, a message) a lone
+    # surrogate becomes "?" rather than an unreadable frame.
+    data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8", "replace")
     view = memoryview(data)
     while view:
         n = os.write(out_fd, view)
@@ -484,22 +518,21 @@ def run_child(zygote, req, in_fd, out_fd):
     # Step 2: file descriptors: only our two pipes and /dev/null on 0-2.
     in_fd, out_fd = keep_only_fds(in_fd, out_fd)
 
-    # Step 3: scratch directory and a clean environment.
+    # Step 3: a mount namespace of its own with a fresh, size-limited tmpfs
+    # as the scratch dir (gone with the process), its own unprivileged uid
+    # (when the server runs as root), no capabilities.
     scratch = req["scratch"]
+    if zygote.mount_namespace:
+        uid = req.get("uid")
+        native.enter(scratch, int(req["scratch_bytes"]), -1 if uid is None else int(uid))
+
+    # Step 4: the scratch dir as working directory, a clean environment.
     os.chdir(scratch)
     os.environ.clear()
     os.environ.update({"TMPDIR": scratch, "HOME": scratch, "LANG": "C.UTF-8"})
     import tempfile
 
     tempfile.tempdir = None
-
-    # Step 4: the request's cgroup (memory and pids counted in real pages),
-    # when the server could make one.
-    t_step = time.monotonic()
-    for procs in req.get("cgroup_procs") or []:
-        with open(procs, "w") as f:
-            f.write("0")
-    timings["cgroup_ms"] = (time.monotonic() - t_step) * 1000.0
 
     # Step 5: resource limits. Address space counts what the zygote already
     # mapped, so the request's memory budget comes on top of that, plus a
@@ -578,13 +611,22 @@ def run_child(zygote, req, in_fd, out_fd):
     return result
 
 
+def child_read_paths():
+    """The interpreter and the environment (exposed and landlocked)."""
+    return sorted(
+        {
+            sys.prefix,  # the environment
+            sys.base_prefix,  # the interpreter and its standard library
+            os.path.dirname(os.path.realpath(sys.executable)),
+        }
+    )
+
+
 def landlock_spec(scratch):
     """What the child may read (r) or also write (rw). Paths that do not
     exist on this host are skipped by the native side."""
     read = {
-        sys.prefix,  # the environment
-        sys.base_prefix,  # the interpreter and its standard library
-        os.path.dirname(os.path.realpath(sys.executable)),
+        *child_read_paths(),
         "/usr/lib",
         "/usr/lib64",
         "/lib",
@@ -866,6 +908,17 @@ def to_label_list(value, n_rows, what, np, pd):
                 reason="infinite",
                 index=i,
             )
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise Verdict(
+                    "invalid_output",
+                    f"{what}[{i}] is not valid Unicode text: {e.reason} at character {e.start} "
+                    f"({_short_repr(x[e.start : e.end])}); labels must be text that UTF-8 can encode",
+                    reason="not_unicode",
+                    index=i,
+                ) from None
         out.append(x)
     return out
 
@@ -890,16 +943,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", required=True)
     ap.add_argument("--server-pid", type=int, required=True)
+    # As root: the host uids (and gids) children run as, one per child.
+    ap.add_argument("--uid-base", type=int, default=0)
+    ap.add_argument("--uid-count", type=int, default=0)
+    # Directories children must reach besides the interpreter's own.
+    ap.add_argument("--expose", action="append", default=[])
+    ap.add_argument("--expose-rw", action="append", default=[])
     args = ap.parse_args()
 
     native = Native(args.lib)
     native.die_with_parent(args.server_pid)
     ctl = socket.socket(fileno=0)
-    isolation = {"user_namespace": False, "network_namespace": False, "error": None}
+    isolation = {"user_namespace": False, "network_namespace": False, "mount_namespace": False, "error": None}
     try:
-        level = native.isolate()
+        level = native.isolate(args.uid_base, args.uid_count)
         isolation["network_namespace"] = True
+        isolation["mount_namespace"] = True
         isolation["user_namespace"] = level == 0
+        if args.uid_count:
+            isolation["child_uids"] = [args.uid_base + 1, args.uid_base + args.uid_count - 1]
+            # Children run as uids that own nothing: what they need must
+            # not sit below a directory only root may search.
+            spec = [f"r:{p}" for p in child_read_paths() + args.expose] + [f"rw:{p}" for p in args.expose_rw]
+            isolation["covered"] = native.expose("\n".join(spec), args.uid_base)
     except OSError as e:
         isolation["error"] = str(e)
     isolation["uid"] = os.getuid()
@@ -948,7 +1014,7 @@ def main():
             }
         ).encode()
     )
-    Zygote(native, ctl).serve()
+    Zygote(native, ctl, isolation["mount_namespace"]).serve()
     return 0
 
 

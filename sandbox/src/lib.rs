@@ -8,8 +8,10 @@
 //! name the step that failed.
 //!
 //! The child's entry is a straight list of steps, each failing loudly:
-//! die-with-parent → fds → cgroup → rlimits → landlock → SIGSYS reporter →
-//! seccomp (with no_new_privs) → user code.
+//! die-with-parent → fds → mount namespace, scratch tmpfs, uid, no
+//! capabilities → rlimits → landlock → SIGSYS reporter → seccomp (with
+//! no_new_privs) → user code. (The server moves the child into its cgroup
+//! before it sends the request.)
 
 pub mod fs_rules;
 pub mod limits;
@@ -19,7 +21,7 @@ pub mod sigsys;
 pub mod syscalls;
 
 /// Bumped whenever the C ABI below changes; the harness refuses a mismatch.
-pub const ABI_VERSION: i32 = 2;
+pub const ABI_VERSION: i32 = 3;
 
 /// Version of the C ABI, checked by the harness at load time.
 #[unsafe(no_mangle)]
@@ -34,15 +36,58 @@ pub extern "C" fn sluice_die_with_parent(expected_parent: i32) -> i32 {
     errno_result(namespaces::die_with_parent(expected_parent))
 }
 
-/// Move the calling (single-threaded) zygote into new user and network
-/// namespaces and drop its capabilities. Returns 0 (full isolation), 1
-/// (network namespace only), or a negated errno.
+/// Move the calling (single-threaded) zygote into new user, network and
+/// mount namespaces. As root, the user namespace maps the `id_count` uids
+/// and gids from `id_base` (0 for none: map the caller's own uid). Returns
+/// 0 (full isolation), 1 (network and mount namespaces only), or a negated
+/// errno.
 #[unsafe(no_mangle)]
-pub extern "C" fn sluice_isolate() -> i32 {
-    match namespaces::isolate() {
+pub extern "C" fn sluice_isolate(id_base: u32, id_count: u32) -> i32 {
+    let ids = (id_count > 0).then_some(namespaces::IdRange { base: id_base, count: id_count });
+    match namespaces::isolate(ids) {
         Ok(i) => i as i32,
         Err(e) => -e.abs(),
     }
+}
+
+/// Make the directories in `spec` (lines `r:PATH` or `rw:PATH`) reachable
+/// by `uid` in the zygote's mount namespace (see `namespaces::expose`).
+/// Returns how many directories were covered, or a negated errno.
+///
+/// # Safety
+/// `spec` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_expose(spec: *const u8, len: usize, uid: u32) -> i32 {
+    // SAFETY: the caller passes a live buffer of `len` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(spec, len) };
+    let Ok(text) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
+    let paths: Vec<_> = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("rw:")
+                .map(|p| (p.into(), true))
+                .or_else(|| l.strip_prefix("r:").map(|p| (p.into(), false)))
+        })
+        .collect();
+    match namespaces::expose(&paths, uid) {
+        Ok(covered) => covered.len() as i32,
+        Err(e) => -e.abs(),
+    }
+}
+
+/// In the forked child: its own mount namespace with a tmpfs of at most
+/// `scratch_bytes` on the scratch dir, then `uid` (negative: keep the
+/// current one), then no capabilities.
+///
+/// # Safety
+/// `scratch` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_enter(scratch: *const u8, len: usize, scratch_bytes: u64, uid: i64) -> i32 {
+    // SAFETY: the caller passes a live buffer of `len` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(scratch, len) };
+    let Ok(path) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
+    let uid = u32::try_from(uid).ok();
+    errno_result(namespaces::enter(std::path::Path::new(path), scratch_bytes, uid))
 }
 
 /// Apply the per-request rlimits in the forked child. 0 means "leave as is"

@@ -95,19 +95,7 @@ async fn authenticate(
 
 /// 403 unless the caller's key has `role` (admin has every role).
 pub fn require(caller: &Caller, role: Role) -> Result<(), ApiError> {
-    if caller.principal.has(role) {
-        return Ok(());
-    }
-    let name = |r: &Role| format!("{r:?}").to_lowercase();
-    let have: Vec<String> = caller.principal.roles.iter().map(name).collect();
-    Err(ApiError::Forbidden {
-        message: format!(
-            "this key ({}) has role(s) {}; this endpoint needs `{}`",
-            caller.principal.label(),
-            have.join(", "),
-            name(&role)
-        ),
-    })
+    crate::service::require_role(caller, role).map_err(|message| ApiError::Forbidden { message })
 }
 
 async fn execute(
@@ -212,7 +200,7 @@ async fn schema(
     if !caller.principal.may_use_policy(&policy) {
         return Err(ApiError::Forbidden { message: format!("this key may not use policy `{policy}`") });
     }
-    Ok(axum::Json(app.schema(&policy).await?).into_response())
+    Ok(axum::Json(app.schema(&caller, &policy).await?).into_response())
 }
 
 async fn audit_list(
@@ -221,7 +209,9 @@ async fn audit_list(
     filter: Result<Query<crate::audit::Filter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     require(&caller, Role::Audit)?;
-    let Query(filter) = filter.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
+    let Query(mut filter) =
+        filter.map_err(|e| ApiError::BadRequest { field: None, message: e.body_text() })?;
+    filter.scope = crate::audit::Scope::of(&caller.principal);
     Ok(axum::Json(app.audit.list(&filter).await?).into_response())
 }
 
@@ -231,7 +221,8 @@ async fn audit_get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require(&caller, Role::Audit)?;
-    Ok(axum::Json(app.audit.get(&id).await?).into_response())
+    let scope = crate::audit::Scope::of(&caller.principal);
+    Ok(axum::Json(app.audit.get_scoped(&id, scope.as_ref()).await?).into_response())
 }
 
 async fn audit_verify(
@@ -268,10 +259,36 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"ok": true}))
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+/// Anyone may ask whether sluice is ready; what it runs on (the database,
+/// its guards, the sandbox layers, zygote pids) is shown only to a key with
+/// the audit role.
+async fn readyz(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     let (ready, body) = app.readiness().await;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, axum::Json(body))
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|k| k.trim().to_string());
+    let detailed = match key {
+        Some(k) => matches!(app.audit.authenticate(&k).await, Ok(Some(p)) if p.has(Role::Audit)),
+        None => false,
+    };
+    if detailed {
+        return (code, axum::Json(body));
+    }
+    let alive = body["environments"]
+        .as_object()
+        .map(|envs| envs.iter().map(|(k, v)| (k.clone(), json!({"alive": v["alive"]}))).collect())
+        .unwrap_or_default();
+    let brief = json!({
+        "ready": body["ready"],
+        "warm": body["warm"],
+        "database": {"reachable": body["database"]["reachable"]},
+        "environments": serde_json::Value::Object(alive),
+        "detail": "send `Authorization: Bearer <key>` of a key with the audit role for the database, its guards and the sandbox layers",
+    });
+    (code, axum::Json(brief))
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -111,6 +111,29 @@ pub struct Filter {
     pub until: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+    /// Set by the server, never by the query: a key limited to some
+    /// policies sees records of those policies and its own, nothing else.
+    #[serde(skip)]
+    pub scope: Option<Scope>,
+}
+
+/// What a policy-limited key may see of the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub policies: Vec<String>,
+    /// The key's own label (`name (key id)`): its own records stay visible.
+    pub principal: String,
+}
+
+impl Scope {
+    /// `None` for a key that may use every policy.
+    pub fn of(p: &keys::Principal) -> Option<Scope> {
+        p.policies.as_ref().map(|ps| Scope { policies: ps.clone(), principal: p.label() })
+    }
+
+    pub fn sees(&self, r: &Record) -> bool {
+        r.principal == self.principal || r.policy.as_ref().is_some_and(|p| self.policies.contains(p))
+    }
 }
 
 /// A page of records, newest first.
@@ -340,6 +363,15 @@ impl AuditStore {
         Ok(n)
     }
 
+    /// The record `id` if `scope` (a policy-limited key) may see it.
+    pub async fn get_scoped(&self, id: &str, scope: Option<&Scope>) -> Result<Record, AuditError> {
+        let r = self.get(id).await?;
+        match scope {
+            Some(s) if !s.sees(&r) => Err(AuditError::NotFound(id.into())),
+            _ => Ok(r),
+        }
+    }
+
     pub async fn get(&self, id: &str) -> Result<Record, AuditError> {
         let row = sqlx::query(trusted(format!("SELECT {COLUMNS} FROM executions WHERE execution_id = $1")))
             .bind(id)
@@ -366,6 +398,16 @@ impl AuditStore {
         }
         if let Some(v) = &f.policy {
             sql += &add("policy =", v.clone(), &mut args);
+        }
+        if let Some(scope) = &f.scope {
+            let mut cond = Vec::new();
+            for p in &scope.policies {
+                args.push(p.clone());
+                cond.push(format!("policy = ${}", args.len()));
+            }
+            args.push(scope.principal.clone());
+            cond.push(format!("principal = ${}", args.len()));
+            sql += &format!(" AND ({})", cond.join(" OR "));
         }
         if let Some(v) = &f.code_sha256 {
             sql += &add("code_sha256 =", v.to_ascii_lowercase(), &mut args);

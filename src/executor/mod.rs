@@ -2,6 +2,8 @@
 //! request, and the classification of how the child ended.
 
 mod outcome;
+pub mod scratch;
+mod uids;
 pub mod zygote;
 
 use std::collections::HashMap;
@@ -65,6 +67,7 @@ pub struct ChildLimits {
     pub nproc: u64,
     pub nofile: u64,
     pub fsize_bytes: u64,
+    pub scratch_bytes: u64,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub output_bytes: u64,
@@ -97,6 +100,8 @@ pub struct Executor {
     files: RuntimeFiles,
     scratch_root: PathBuf,
     slots: HashMap<String, Slot>,
+    /// Host uids for children, one per live child (when the server is root).
+    uids: Option<Arc<uids::UidPool>>,
     pub jail: Jail,
 }
 
@@ -113,7 +118,20 @@ impl Executor {
                 (slot.env.name.clone(), slot)
             })
             .collect();
-        Self { files, scratch_root, slots, jail }
+        let uids =
+            nix::unistd::geteuid().is_root().then(|| Arc::new(uids::UidPool::new(uids::BASE, uids::COUNT)));
+        Self { files, scratch_root, slots, uids, jail }
+    }
+
+    /// How the zygote is started: the uids its children get and the
+    /// directories they must reach (as root, they own nothing on the host).
+    fn zygote_options(&self) -> zygote::Options {
+        zygote::Options {
+            uids: self.uids.as_ref().map(|p| (p.base(), p.count())),
+            // The harness, the cdylib and the compiled seccomp profiles.
+            expose: vec![self.files.dir().parent().map(PathBuf::from).unwrap_or_default()],
+            expose_rw: vec![self.scratch_root.clone()],
+        }
     }
 
     /// Start `env`'s zygote and refuse policies whose layers are missing.
@@ -142,7 +160,7 @@ impl Executor {
                 (backoff(failed) - last.elapsed()).as_secs_f64()
             )));
         }
-        let z = match Zygote::start(&slot.env, &self.files).await {
+        let z = match Zygote::start(&slot.env, &self.files, &self.zygote_options()).await {
             Ok(z) => Arc::new(z),
             Err(e) => {
                 *slot.failures.lock().unwrap() = (failed + 1, Some(std::time::Instant::now()));
@@ -214,8 +232,17 @@ impl Executor {
     }
 
     /// Run one job to an outcome. `Err` only for sluice's own failures.
+    /// However the request ends (a result, an error, the caller going
+    /// away), its child is killed and reaped before its uid is reused.
     pub async fn run(&self, policy: &Policy, job: Job) -> Result<Outcome, ExecError> {
         let zygote = self.zygote(&policy.environment).await?;
+        let uid = match &self.uids {
+            Some(pool) => Some(pool.acquire().ok_or_else(|| {
+                ExecError::Start(format!("all {} sandbox uids are in use", pool.capacity()))
+            })?),
+            None => None,
+        };
+        // Only a mount point: the child mounts its own tmpfs on it.
         let scratch = self.scratch_root.join(job.id.to_string());
         std::fs::create_dir_all(&scratch)
             .map_err(|source| ExecError::Io { what: "creating the scratch dir", source })?;
@@ -230,9 +257,11 @@ impl Executor {
         let header_extra = json!({
             "seccomp": sandbox.seccomp,
             "sandbox": {"landlock": sandbox.landlock, "seccomp": sandbox.seccomp.is_some()},
-            "cgroup_procs": cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default(),
+            "uid": uid.as_ref().map(|u| u.uid()),
         });
-        let result = self.run_in(&zygote, &scratch, job, header_extra, cgroup).await;
+        let running =
+            Running { zygote: zygote.clone(), id: job.id, events: None, uid, cgroup, reaped: false };
+        let result = self.run_in(&zygote, &scratch, job, header_extra, running).await;
         // The scratch dir never outlives its request.
         let _ = std::fs::remove_dir_all(&scratch);
         if matches!(result, Err(ExecError::ZygoteGone | ExecError::Protocol(_))) {
@@ -247,7 +276,7 @@ impl Executor {
         scratch: &std::path::Path,
         job: Job,
         header_extra: serde_json::Value,
-        cgroup: Option<crate::jail::cgroup::RequestCgroup>,
+        mut running: Running,
     ) -> Result<Outcome, ExecError> {
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io { what: "pipe", source: e.into() })
@@ -264,6 +293,7 @@ impl Executor {
             "nproc": l.nproc,
             "nofile": l.nofile,
             "fsize_bytes": l.fsize_bytes,
+            "scratch_bytes": l.scratch_bytes,
             "stdout_limit": l.stdout_bytes,
             "stderr_limit": l.stderr_bytes,
             "output_limit": l.output_bytes,
@@ -273,7 +303,27 @@ impl Executor {
         if let (Some(h), Some(extra)) = (header.as_object_mut(), header_extra.as_object()) {
             h.extend(extra.clone());
         }
-        let mut events = zygote.submit(job.id, &header, [in_r, out_w]).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(l.timeout_s) + BACKSTOP;
+        let backstop = || {
+            ExecError::Protocol(format!(
+                "no report from the zygote {:.0} s after the wall-clock limit",
+                BACKSTOP.as_secs_f64()
+            ))
+        };
+        let events = running.events.insert(zygote.submit(job.id, &header, [in_r, out_w]).await?);
+
+        // The child waits for its rows; it joins the request's cgroup
+        // before it gets them (the server moves it: the cgroup files are
+        // not the child's to write).
+        let pid = match tokio::time::timeout_at(deadline, wait_started(events)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(backstop()),
+        };
+        if let Some(c) = &running.cgroup {
+            c.join(pid)
+                .await
+                .map_err(|source| ExecError::Io { what: "moving the child into its cgroup", source })?;
+        }
 
         let mut payload = Vec::with_capacity(4 + job.code.len() + job.arrow_ipc.len());
         payload.extend_from_slice(&(job.code.len() as u32).to_le_bytes());
@@ -282,66 +332,60 @@ impl Executor {
         drop(job.arrow_ipc);
 
         let cap = l.output_bytes + l.stdout_bytes + l.stderr_bytes + RESULT_SLACK;
-        let started = std::time::Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(l.timeout_s) + BACKSTOP;
-        let backstop = || {
-            ExecError::Protocol(format!(
-                "no report from the zygote {:.0} s after the wall-clock limit",
-                BACKSTOP.as_secs_f64()
-            ))
-        };
         let io = async { tokio::join!(write_payload(in_w, payload), read_result(out_r, cap)).1 };
         let frame = match tokio::time::timeout_at(deadline, io).await {
             Ok(read) => Frame::parse(
                 read.map_err(|source| ExecError::Io { what: "reading the child's result", source })?,
             ),
-            Err(_) => {
-                zygote.forget(&job.id);
-                return Err(backstop());
-            }
+            Err(_) => return Err(backstop()),
         };
-        // A complete frame decides the outcome: the child has closed its pipe
-        // and is in `_exit`. Waiting for the zygote to reap it would add the
-        // teardown of a ~190 MB address space to every response.
+        // A complete frame decides the outcome, but the request is not over
+        // while its process lives: code that wrote a result and kept running
+        // is killed now. CPU and memory come from the kernel (the zygote's
+        // wait4), never from the child's own report.
         if let Frame::Complete(r) = &frame {
             tracing::debug!(execution_id = %job.id, timings = %r.timings.clone().unwrap_or_default(), "child steps");
+            zygote.kill_child(job.id);
         }
-        let exit = match frame.self_sufficient() {
-            Some(u) => {
-                // The zygote's report and the cgroup's removal come later.
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout_at(deadline, wait_exit(&mut events)).await;
-                    if let Some(c) = cgroup {
-                        c.remove().await;
-                    }
-                });
-                return Ok(outcome::classify(
-                    &job.limits,
-                    job.row_count,
-                    Exit {
-                        exit_code: Some(0),
-                        signal: None,
-                        cpu_ms: u.cpu_ms,
-                        maxrss_kb: u.maxrss_kb,
-                        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-                        killed: None,
-                    },
-                    frame,
-                    None,
-                ));
-            }
-            None => {
-                let exit = tokio::time::timeout_at(deadline, wait_exit(&mut events)).await;
-                zygote.forget(&job.id);
-                let oom = cgroup.as_ref().map(|c| c.oom_killed());
-                if let Some(c) = cgroup {
-                    tokio::spawn(c.remove());
-                }
-                (exit.map_err(|_| backstop())??, oom)
-            }
+        let exit = match tokio::time::timeout_at(deadline, wait_exit(events)).await {
+            Ok(exit) => exit?,
+            Err(_) => return Err(backstop()),
         };
-        let (exit, oom) = exit;
+        running.reaped = true;
+        let oom = running.cgroup.as_ref().map(|c| c.oom_killed());
         Ok(outcome::classify(&job.limits, job.row_count, exit, frame, oom))
+    }
+}
+
+/// One request's child while it may still live. Dropped without `reaped`
+/// (an error, a backstop, the caller went away): the child is killed, and
+/// its uid and cgroup are released once the zygote has reaped it.
+struct Running {
+    zygote: Arc<Zygote>,
+    id: Uuid,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
+    uid: Option<uids::UidLease>,
+    cgroup: Option<crate::jail::cgroup::RequestCgroup>,
+    reaped: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let (events, uid, cgroup) = (self.events.take(), self.uid.take(), self.cgroup.take());
+        if !self.reaped {
+            self.zygote.kill_child(self.id);
+        }
+        let reaped = self.reaped;
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        rt.spawn(async move {
+            if !reaped && let Some(mut events) = events {
+                let _ = tokio::time::timeout(BACKSTOP, wait_exit(&mut events)).await;
+            }
+            drop(uid);
+            if let Some(c) = cgroup {
+                c.remove().await;
+            }
+        });
     }
 }
 
@@ -359,6 +403,15 @@ async fn read_result(fd: OwnedFd, cap: u64) -> std::io::Result<Option<Vec<u8>>> 
     let mut buf = Vec::new();
     let n = rx.take(cap + 1).read_to_end(&mut buf).await?;
     Ok((n as u64 <= cap).then_some(buf))
+}
+
+async fn wait_started(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Result<i32, ExecError> {
+    match events.recv().await {
+        Some(Event::Started { pid }) => Ok(pid),
+        Some(Event::Exited(_)) => Err(ExecError::Protocol("the child exited before it started".into())),
+        Some(Event::Error(m)) => Err(ExecError::Protocol(m)),
+        Some(Event::Gone) | None => Err(ExecError::ZygoteGone),
+    }
 }
 
 async fn wait_exit(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Result<Exit, ExecError> {

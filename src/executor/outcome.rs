@@ -45,19 +45,9 @@ pub struct ChildResult {
     stdout_truncated: bool,
     #[serde(default)]
     stderr_truncated: bool,
-    /// The child's own CPU time and peak RSS, measured just before it wrote
-    /// the frame; present whenever the harness finished normally.
-    #[serde(default)]
-    pub usage: Option<Usage>,
     /// Per-step times inside the child (ms), for the debug log.
     #[serde(default)]
     pub timings: Option<Value>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-pub struct Usage {
-    pub cpu_ms: u64,
-    pub maxrss_kb: u64,
 }
 
 /// What came out of the result pipe.
@@ -78,15 +68,6 @@ impl Frame {
                 Ok(r) => Frame::Complete(Box::new(r)),
                 Err(_) => Frame::Missing,
             },
-        }
-    }
-
-    /// A complete frame with the child's own usage: the request's outcome
-    /// is known without waiting for the process to finish exiting.
-    pub fn self_sufficient(&self) -> Option<Usage> {
-        match self {
-            Frame::Complete(r) => r.usage,
-            _ => None,
         }
     }
 }
@@ -142,9 +123,12 @@ pub fn classify(
     }
     // SIGXCPU at the soft CPU limit, or SIGKILL at the hard one once the
     // CPU time is there.
+    // (A SIGKILL the server sent once the result was in is not a limit.)
     let cpu_limit_ms = limits.cpu_s * 1000;
-    if exit.signal == Some(libc_sig::SIGXCPU)
-        || (exit.signal == Some(libc_sig::SIGKILL) && exit.cpu_ms >= cpu_limit_ms)
+    let ended_by_us = exit.killed.as_deref() == Some("request_ended") && parsed.is_some();
+    if !ended_by_us
+        && (exit.signal == Some(libc_sig::SIGXCPU)
+            || (exit.signal == Some(libc_sig::SIGKILL) && exit.cpu_ms >= cpu_limit_ms))
     {
         o.status = Status::Timeout;
         o.error = Some(json!({
@@ -300,6 +284,7 @@ mod tests {
             nproc: 64,
             nofile: 64,
             fsize_bytes: 1 << 20,
+            scratch_bytes: 1 << 20,
             stdout_bytes: 100,
             stderr_bytes: 100,
             output_bytes: 1000,
@@ -351,11 +336,12 @@ mod tests {
     }
 
     #[test]
-    fn a_complete_frame_with_usage_needs_no_exit_report() {
-        let with_usage =
-            frame(br#"{"status":"success","predictions":[1],"usage":{"cpu_ms":3,"maxrss_kb":9}}"#);
-        assert_eq!(with_usage.self_sufficient().map(|u| (u.cpu_ms, u.maxrss_kb)), Some((3, 9)));
-        assert!(frame(b"").self_sufficient().is_none());
-        assert!(frame(br#"{"status":"success"}"#).self_sufficient().is_none());
+    fn a_child_killed_after_its_result_is_judged_by_the_result() {
+        let l = limits();
+        let ok: &[u8] = br#"{"status":"success","predictions":[1]}"#;
+        // The server killed it once the frame was in, even after much CPU.
+        let o = classify(&l, 1, exit(Some(9), 999_999, Some("request_ended")), frame(ok), None);
+        assert_eq!(o.status, Status::Success);
+        assert_eq!(o.cpu_ms, 999_999, "CPU comes from the kernel's report");
     }
 }

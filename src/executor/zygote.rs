@@ -32,6 +32,16 @@ use crate::runtime::RuntimeFiles;
 const MAX_EVENT: usize = 64 * 1024;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How the zygote sets up the sandbox its children share.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// First host uid and how many, when children get uids of their own.
+    pub uids: Option<(u32, u32)>,
+    /// Directories children must read / write besides the interpreter's.
+    pub expose: Vec<std::path::PathBuf>,
+    pub expose_rw: Vec<std::path::PathBuf>,
+}
+
 /// What the zygote reports once its imports are done.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct ReadyInfo {
@@ -51,8 +61,17 @@ pub struct Isolation {
     pub user_namespace: bool,
     pub network_namespace: bool,
     pub error: Option<String>,
-    /// The zygote's (and its children's) uid inside its user namespace.
+    /// Each child has a mount namespace of its own (its scratch tmpfs).
+    #[serde(default)]
+    pub mount_namespace: bool,
+    /// The zygote's uid inside its user namespace.
     pub uid: u32,
+    /// As root: the host uids children run as, one per live child.
+    #[serde(default)]
+    pub child_uids: Option<[u32; 2]>,
+    /// Directories only root could search that were covered for them.
+    #[serde(default)]
+    pub covered: u32,
     pub landlock_abi: i32,
     pub seccomp: bool,
 }
@@ -114,7 +133,7 @@ pub struct Zygote {
 
 impl Zygote {
     /// Start the environment's zygote and wait until its imports are done.
-    pub async fn start(env: &Environment, files: &RuntimeFiles) -> Result<Zygote, ExecError> {
+    pub async fn start(env: &Environment, files: &RuntimeFiles, opts: &Options) -> Result<Zygote, ExecError> {
         let (ours, theirs) = StdDatagram::pair().map_err(|e| ExecError::Start(format!("socketpair: {e}")))?;
         ours.set_nonblocking(true).map_err(|e| ExecError::Start(e.to_string()))?;
 
@@ -125,8 +144,17 @@ impl Zygote {
             .arg("--lib")
             .arg(&files.cdylib)
             .arg("--server-pid")
-            .arg(std::process::id().to_string())
-            .env_clear()
+            .arg(std::process::id().to_string());
+        if let Some((base, count)) = opts.uids {
+            cmd.arg("--uid-base").arg(base.to_string()).arg("--uid-count").arg(count.to_string());
+        }
+        for p in &opts.expose {
+            cmd.arg("--expose").arg(p);
+        }
+        for p in &opts.expose_rw {
+            cmd.arg("--expose-rw").arg(p);
+        }
+        cmd.env_clear()
             .envs(zygote_env())
             .current_dir(Path::new("/"))
             .stdin(Stdio::from(OwnedFd::from(theirs)))
@@ -208,8 +236,20 @@ impl Zygote {
         Ok(rx)
     }
 
-    pub fn forget(&self, id: &Uuid) {
-        self.pending.lock().unwrap().remove(id);
+    /// The request `id` is over: have the zygote SIGKILL its child (the
+    /// zygote reaps it, so the pid cannot have been reused). Never blocks.
+    pub fn kill_child(&self, id: Uuid) {
+        if !self.is_alive() {
+            return;
+        }
+        let msg = serde_json::to_vec(&serde_json::json!({"op": "kill", "id": id})).expect("serializable");
+        if let Err(e) = self.ctl.try_send(&msg) {
+            let ctl = self.ctl.clone();
+            tracing::debug!("control socket busy ({e}); sending the kill asynchronously");
+            tokio::spawn(async move {
+                let _ = ctl.send(&msg).await;
+            });
+        }
     }
 
     /// Kill the zygote (its children die with it: parent-death signal).

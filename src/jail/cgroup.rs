@@ -27,8 +27,8 @@ pub struct Cgroups {
 #[derive(Debug)]
 pub struct RequestCgroup {
     dirs: Vec<PathBuf>,
-    /// `cgroup.procs` files the child writes "0" into to join.
-    pub procs: Vec<PathBuf>,
+    /// `cgroup.procs` files the server writes the child's pid into.
+    procs: Vec<PathBuf>,
     /// Where the kernel counts OOM kills (`memory.events` / `memory.oom_control`).
     events: PathBuf,
 }
@@ -163,6 +163,15 @@ impl Drop for Cgroups {
 }
 
 impl RequestCgroup {
+    /// Move `pid` into this cgroup (off the async threads: on cgroup v1 the
+    /// move can wait for an RCU grace period).
+    pub async fn join(&self, pid: i32) -> std::io::Result<()> {
+        let procs = self.procs.clone();
+        tokio::task::spawn_blocking(move || procs.iter().try_for_each(|p| write(p, &pid.to_string())))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     /// Did the kernel OOM-kill a process of this cgroup?
     pub fn oom_killed(&self) -> bool {
         let text = std::fs::read_to_string(&self.events).unwrap_or_default();

@@ -92,10 +92,30 @@ impl Jail {
             Layer {
                 name: "user_namespace",
                 active: iso.user_namespace,
-                detail: if iso.user_namespace {
-                    format!("children run as uid {} with no capabilities", iso.uid)
+                detail: match (iso.user_namespace, iso.child_uids) {
+                    (true, Some([lo, hi])) => format!(
+                        "each live child runs as a host uid of its own ({lo}-{hi}, no account, never root), \
+                         no groups, no capabilities"
+                    ),
+                    (true, None) => format!(
+                        "children run as the server's own uid {} with no capabilities (start sluice as root \
+                         for a uid of their own each)",
+                        iso.uid
+                    ),
+                    (false, _) => {
+                        iso.error.clone().unwrap_or_else(|| "user namespaces are not available".into())
+                    }
+                },
+            },
+            Layer {
+                name: "mount_namespace",
+                active: iso.mount_namespace,
+                detail: if iso.mount_namespace {
+                    "each child's scratch dir is a tmpfs of its own (size per policy, no setuid, no devices, \
+                     no executables), gone with the process"
+                        .into()
                 } else {
-                    iso.error.clone().unwrap_or_else(|| "user namespaces are not available".into())
+                    iso.error.clone().unwrap_or_else(|| "mount namespaces are not available".into())
                 },
             },
             Layer {
@@ -177,7 +197,10 @@ mod tests {
                 user_namespace,
                 network_namespace: true,
                 error: None,
+                mount_namespace: true,
                 uid: 65534,
+                child_uids: None,
+                covered: 0,
                 landlock_abi,
                 seccomp: true,
             },
@@ -214,7 +237,16 @@ mod tests {
         let names: Vec<_> = jail().layers(&ready(7, true)).iter().map(|l| l.name).collect();
         assert_eq!(
             names,
-            ["process", "network_namespace", "user_namespace", "landlock", "seccomp", "rlimits", "cgroup"]
+            [
+                "process",
+                "network_namespace",
+                "user_namespace",
+                "mount_namespace",
+                "landlock",
+                "seccomp",
+                "rlimits",
+                "cgroup"
+            ]
         );
     }
 }

@@ -62,6 +62,8 @@ pub enum SqlError {
     Timeout { seconds: f64 },
     #[error("the query returned more than {limit} rows")]
     RowLimit { limit: u64 },
+    #[error("the query's values came to more than {limit} bytes")]
+    ByteLimit { limit: u64 },
     #[error("cannot open the database {url}: {message}")]
     Connect { url: String, message: String },
     #[error("encoding the rows failed: {0}")]
@@ -117,13 +119,16 @@ pub(crate) async fn collect_rows<R, E>(
 ) -> Result<Rows, SqlError> {
     use futures_util::TryStreamExt;
     let mut n: u64 = 0;
+    let mut bytes = ByteCount::new(limits.max_bytes);
     while let Some(row) = stream.try_next().await.map_err(&on_error)? {
         if n == limits.max_rows {
             return Err(SqlError::RowLimit { limit: limits.max_rows });
         }
         n += 1;
         for (i, col) in columns.iter_mut().enumerate() {
-            col.cells.push(cell(&row, i, &col.declared)?);
+            let c = cell(&row, i, &col.declared)?;
+            bytes.add(&c)?;
+            col.cells.push(c);
         }
     }
     drop(stream);
@@ -195,7 +200,34 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
     pub max_rows: u64,
+    /// Bytes of all values together (text and blobs by length, anything
+    /// else 8): fetching stops as soon as they pass it.
+    pub max_bytes: u64,
     pub timeout: Duration,
+}
+
+/// The bytes of the values fetched so far, against `FetchLimits::max_bytes`.
+pub(crate) struct ByteCount {
+    total: u64,
+    limit: u64,
+}
+
+impl ByteCount {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self { total: 0, limit }
+    }
+
+    pub(crate) fn add(&mut self, c: &encode::Cell) -> Result<(), SqlError> {
+        self.total += match c {
+            encode::Cell::Text(s) => s.len() as u64 + 8,
+            encode::Cell::Blob(b) => b.len() as u64 + 8,
+            _ => 8,
+        };
+        if self.limit > 0 && self.total > self.limit {
+            return Err(SqlError::ByteLimit { limit: self.limit });
+        }
+        Ok(())
+    }
 }
 
 /// A configured database.
@@ -458,17 +490,39 @@ impl CatalogCache {
 }
 
 /// A URL without its password, for messages.
+/// A database URL fit to show: the password of `user:password@` and the
+/// value of every query parameter that can carry a credential (`password`,
+/// `sslpassword`, `token`, `secret`, keys…) become `***`.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (head.find("://"), head.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &head[s + 3..at];
             match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
+                Some(c) => format!("{}{}:***{}", &head[..s + 3], &creds[..c], &head[at..]),
+                None => head.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => head.to_string(),
+    };
+    if let Some(q) = query {
+        let secret = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            ["pass", "pwd", "secret", "token", "key", "auth", "cred"].iter().any(|w| k.contains(w))
+        };
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if secret(k) => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -477,5 +531,10 @@ mod tests {
     fn redact_hides_passwords_only() {
         assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(
+            super::redact("postgres://h/db?user=u&password=s3cret&sslmode=require&sslpassword=x"),
+            "postgres://h/db?user=u&password=***&sslmode=require&sslpassword=***"
+        );
+        assert_eq!(super::redact("mysql://u:p@h/db?PWD=x&token=y"), "mysql://u:***@h/db?PWD=***&token=***");
     }
 }

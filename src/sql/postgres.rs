@@ -207,7 +207,7 @@ impl PgSource {
         tables: &TableAllow,
     ) -> Result<Vec<String>, SqlError> {
         let mut lease = Lease(Some(self.pool.acquire().await.map_err(acquire_error)?));
-        let limits = FetchLimits { max_rows: 0, timeout: Duration::from_secs(30) };
+        let limits = FetchLimits { max_rows: 0, max_bytes: 0, timeout: Duration::from_secs(30) };
         if let Err(e) = lease.conn().execute(AssertSqlSafe(self.begin(limits, Some(role)))).await {
             return Ok(vec![format!(
                 "the login user cannot switch to it ({}); create it and GRANT {role} TO the login user",

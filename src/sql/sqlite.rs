@@ -256,8 +256,14 @@ impl Job {
     }
 
     fn read(&self, conn: &Connection) -> Result<Rows, SqlError> {
+        // The engine itself refuses to build a value (or row) larger than
+        // the request's whole byte budget (SQLITE_TOOBIG).
+        if self.limits.max_bytes > 0 {
+            let cap = self.limits.max_bytes.min(i32::MAX as u64) as i32;
+            conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, cap).map_err(db_error)?;
+        }
         // Exactly one statement: rusqlite refuses a tail that holds another.
-        let mut stmt = conn.prepare(&self.sql).map_err(db_error)?;
+        let mut stmt = conn.prepare(&self.sql).map_err(too_big(self.limits.max_bytes))?;
         if stmt.parameter_count() != self.params.len() {
             return Err(SqlError::Params { expected: stmt.parameter_count(), given: self.params.len() });
         }
@@ -283,19 +289,22 @@ impl Job {
             .collect();
         let mut rows = stmt.raw_query();
         let mut n: u64 = 0;
-        while let Some(row) = rows.next().map_err(db_error)? {
+        let mut bytes = super::ByteCount::new(self.limits.max_bytes);
+        while let Some(row) = rows.next().map_err(too_big(self.limits.max_bytes))? {
             if n == self.limits.max_rows {
                 return Err(SqlError::RowLimit { limit: self.limits.max_rows });
             }
             n += 1;
             for (i, col) in columns.iter_mut().enumerate() {
-                col.cells.push(match row.get_ref(i).map_err(db_error)? {
+                let c = match row.get_ref(i).map_err(db_error)? {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(v) => Cell::Int(v),
                     ValueRef::Real(v) => Cell::Real(v),
                     ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
                     ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
-                });
+                };
+                bytes.add(&c)?;
+                col.cells.push(c);
             }
         }
         encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
@@ -366,6 +375,16 @@ fn authorizer(
 
 fn unavailable(why: &str) -> SqlError {
     SqlError::Unavailable { message: format!("the SQLite database cannot be opened: {why}") }
+}
+
+/// `db_error`, except that SQLITE_TOOBIG is the request's byte limit.
+fn too_big(limit: u64) -> impl Fn(rusqlite::Error) -> SqlError {
+    move |e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::TooBig => {
+            SqlError::ByteLimit { limit }
+        }
+        e => db_error(e),
+    }
 }
 
 fn db_error(e: rusqlite::Error) -> SqlError {
