@@ -398,6 +398,12 @@ fn cli_principal() -> Principal {
     p
 }
 
+/// Text from the audit store, safe to print on a terminal: control
+/// characters (escape sequences) are shown escaped, never sent.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 async fn keys(data_dir: PathBuf, c: KeysCommand) -> anyhow::Result<ExitCode> {
     match c {
         KeysCommand::Create { name, roles, policies, db } => {
@@ -427,7 +433,7 @@ async fn keys(data_dir: PathBuf, c: KeysCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:<16} {:<20} {:<22} {:<20} {:<25} {}",
                     k.id,
-                    k.name,
+                    printable(&k.name),
                     roles.join(","),
                     k.policies.map(|p| p.join(",")).unwrap_or_else(|| "*".into()),
                     k.created_at,
@@ -471,7 +477,7 @@ async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCode> {
                     r.created_at,
                     r.execution_id,
                     r.status,
-                    r.principal,
+                    printable(&r.principal),
                     r.row_count.map(|n| n.to_string()).unwrap_or_default(),
                     total.map(|t| format!("{t:.1}")).unwrap_or_default()
                 );

@@ -17,24 +17,74 @@ use crate::api::{ApiError, require};
 use crate::audit::keys::Role;
 use crate::audit::{Filter, Record};
 use crate::service::{App, Caller};
+use axum::middleware;
 
 const COOKIE: &str = "sluice_key";
+/// Double-submit token of the sign-in form: a cookie only this site can set,
+/// repeated in the form, so no other site can sign a browser in.
+const CSRF_COOKIE: &str = "sluice_login";
 
 /// Pages that need a signed-in `audit` key.
 pub fn routes() -> Router<Arc<App>> {
-    Router::new().route("/ui/audit", get(list)).route("/ui/audit/{id}", get(detail))
+    Router::new()
+        .route("/ui/audit", get(list))
+        .route("/ui/audit/{id}", get(detail))
+        .layer(middleware::map_response(page_headers))
 }
 
 /// The sign-in page (no key needed to see it).
 pub fn public_routes() -> Router<Arc<App>> {
-    Router::new().route("/ui/login", get(login_form).post(login))
+    Router::new()
+        .route("/ui/login", get(login_form).post(login))
+        .layer(middleware::map_response(page_headers))
+}
+
+/// No framing, no scripts, no other origins, no content sniffing.
+async fn page_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    resp
+}
+
+/// A local page of the review UI to go to after sign-in: a path under
+/// `/ui/` of plain URL characters only (no scheme, no host, no CR/LF).
+fn safe_next(next: Option<String>) -> String {
+    next.filter(|n| {
+        n.starts_with("/ui/")
+            && !n.starts_with("//")
+            && n.len() <= 2048
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    })
+    .unwrap_or_else(|| "/ui/audit".into())
+}
+
+/// `; Secure` when the browser reached us over HTTPS (through a proxy
+/// that says so): the key cookie must never travel in clear text then.
+fn secure_flag(headers: &HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    if https { "; Secure" } else { "" }
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        c.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(String::from))
+    })
 }
 
 /// The key from the session cookie, if any.
 pub fn session_key(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
-        c.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(&format!("{COOKIE}=")).map(String::from))
-    })
+    cookie_value(headers, COOKIE)
 }
 
 pub fn login_redirect(uri: &Uri) -> Response {
@@ -88,44 +138,71 @@ struct LoginQuery {
     error: Option<String>,
 }
 
-async fn login_form(Query(q): Query<LoginQuery>) -> Html<String> {
-    let next = q.next.unwrap_or_else(|| "/ui/audit".into());
+async fn login_form(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+    let next = safe_next(q.next);
+    let mut token = [0u8; 16];
+    let _ = getrandom::fill(&mut token);
+    let token = hex::encode(token);
     let err = if q.error.is_some() {
         "<p class=\"error\">That key is unknown, revoked, or lacks the audit role.</p>"
     } else {
         ""
     };
-    page(
+    let page = page(
         "Sign in",
         &format!(
             r#"<h1>sluice audit log</h1>{err}
 <form method="post" action="/ui/login">
 <input type="hidden" name="next" value="{next}">
+<input type="hidden" name="csrf" value="{token}">
 <label>API key with the <code>audit</code> role <input type="password" name="key" size="60" autofocus></label>
 <button type="submit">Sign in</button></form>"#,
             next = esc(&next)
         ),
-    )
+    );
+    let mut resp = page.into_response();
+    let cookie =
+        format!("{CSRF_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/ui/login{}", secure_flag(&headers));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     key: String,
     next: Option<String>,
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Response {
+async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    // The form must come from our own sign-in page.
+    let expected = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
+    if expected.len() != 32 || f.csrf != expected {
+        return (
+            StatusCode::FORBIDDEN,
+            page(
+                "Sign in",
+                "<h1>Sign-in expired</h1><p>The form did not come from this page. \
+                 <a href=\"/ui/login\">Sign in again</a>.</p>",
+            ),
+        )
+            .into_response();
+    }
     let ok = matches!(app.audit.authenticate(f.key.trim()).await, Ok(Some(p)) if p.has(Role::Audit));
     if !ok {
         return Redirect::to("/ui/login?error=1").into_response();
     }
     // Only local paths: never redirect off-site.
-    let next = f
-        .next
-        .filter(|n| n.starts_with("/ui/") && !n.starts_with("//"))
-        .unwrap_or_else(|| "/ui/audit".into());
+    let next = safe_next(f.next);
     let mut resp = Redirect::to(&next).into_response();
-    let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/ui", f.key.trim());
+    let key = f.key.trim();
+    if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Redirect::to("/ui/login?error=1").into_response();
+    }
+    let cookie = format!("{COOKIE}={key}; HttpOnly; SameSite=Strict; Path=/ui{}", secure_flag(&headers));
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }

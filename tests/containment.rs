@@ -250,6 +250,16 @@ async fn query_results_have_a_byte_budget() {
     .await;
     assert_status(&v, "row_limit");
     assert!(v["error"]["message"].as_str().unwrap().contains("max_fetch_bytes"), "{v}");
+    // An aggregate that builds a big text inside the engine: the engine
+    // stops it, though the row it would return is small.
+    let v = run_on(
+        "small",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) \
+         SELECT length(group_concat(printf('%.*c', 1000, 'a'))) AS n FROM c",
+        "def classify(df):\n    return [0]\n",
+    )
+    .await;
+    assert_status(&v, "row_limit");
     // Under the budget, nothing changes.
     let v = run_on(
         "small",
@@ -355,4 +365,147 @@ async fn text_that_is_not_unicode_is_the_codes_fault() {
     assert_eq!(v["error"]["index"], 0);
     let v = run(ONE_ROW, "def classify(df):\n    raise ValueError('bad \\ud800 text')\n").await;
     assert_status(&v, "runtime_error");
+}
+
+#[tokio::test]
+async fn the_review_pages_defend_the_browser() {
+    let base = &shared().base;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(format!("{base}/ui/login?next=/ui/audit")).send().await.unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let token = set.strip_prefix("sluice_login=").unwrap().split(';').next().unwrap().to_string();
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let form = |csrf: &str, next: &str| format!("key={}&csrf={csrf}&next={next}", common::key());
+    // A form posted from elsewhere (no token) signs nobody in.
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form("", "/ui/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    // CR/LF in `next` is no way to split headers, nor an error.
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("sluice_login={token}"))
+        .header("x-forwarded-proto", "https")
+        .body(form(&token, "/ui/audit%0d%0aSet-Cookie:%20x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{:?}", r.headers());
+    assert_eq!(r.headers()["location"], "/ui/audit");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn key_names_cannot_carry_terminal_escapes() {
+    let e = shared()
+        .app
+        .audit
+        .create_key("evil\u{1b}]0;owned\u{7}", &[sluice::audit::keys::Role::Audit], None)
+        .await;
+    assert!(e.is_err(), "a control character in a key name was accepted");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_let_go() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = shared().base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /execute-classifier HTTP/1.1\r\nHost: sluice\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(25), s.read_to_end(&mut buf))
+        .await
+        .expect("a half-sent request still holds its connection after 25 s")
+        .ok();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(5), "closed after {waited:?}: too eager");
+    assert_eq!(sluice::server::HEADER_TIMEOUT, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn one_key_holds_a_bounded_number_of_mcp_sessions() {
+    let base = &shared().base;
+    let (_, secret) =
+        shared().app.audit.create_key("sessions", &[sluice::audit::keys::Role::Execute], None).await.unwrap();
+    let http = reqwest::Client::new();
+    let open = || {
+        http.post(format!("{base}/mcp"))
+            .bearer_auth(&secret)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .send()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..sluice::api::MAX_MCP_SESSIONS_PER_KEY {
+        let r = open().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        ids.push(r.headers()["mcp-session-id"].to_str().unwrap().to_string());
+    }
+    let r = open().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "too_many_sessions", "{v}");
+    // Closing one makes room; another key is not affected.
+    let r = http
+        .delete(format!("{base}/mcp"))
+        .bearer_auth(&secret)
+        .header("mcp-session-id", &ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(open().await.unwrap().status().as_u16(), 200);
+}
+
+/// The result frame can be written by the code itself: the server trusts
+/// only its shape and clips what it carries to the policy's limits.
+#[tokio::test]
+async fn a_forged_result_frame_is_held_to_the_limits() {
+    let forge = |frame: &str| {
+        format!(
+            r#"
+import json, os
+def classify(df):
+    def is_pipe(f):
+        try:
+            return int(f) > 2 and os.readlink(f"/proc/self/fd/{{f}}").startswith("pipe")
+        except OSError:
+            return False
+    fd = max(int(f) for f in os.listdir("/proc/self/fd") if is_pipe(f))
+    data = ({frame}).encode()
+    while data:
+        data = data[os.write(fd, data):]
+    os._exit(0)
+"#
+        )
+    };
+    let v = run(
+        ONE_ROW,
+        &forge(r#"json.dumps({"status": "success", "predictions": [0], "stdout": "A" * 2_000_000})"#),
+    )
+    .await;
+    assert_status(&v, "success");
+    assert_eq!(v["stdout"].as_str().unwrap().len(), 65536, "clipped to the policy's max_stdout_bytes");
+    assert_eq!(v["stdout_truncated"], true);
+    let started = Instant::now();
+    let v = run(
+        ONE_ROW,
+        &forge(r#""{\"status\": \"runtime_error\", \"error\": [" + "[]," * 2_000_000 + "[]]}""#),
+    )
+    .await;
+    assert_ne!(v["status"], "success");
+    assert!(started.elapsed() < Duration::from_secs(5), "a nested frame took {:?}", started.elapsed());
+    let v = run(ONE_ROW, &forge(r#"json.dumps({"status": "success", "predictions": [[1, 2]]})"#)).await;
+    assert_ne!(v["status"], "success", "{v}");
 }

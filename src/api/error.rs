@@ -14,6 +14,7 @@ pub enum ApiError {
     NotFound { path: String },
     MethodNotAllowed,
     QueueFull { message: String },
+    TooManySessions { message: String },
     NotReady { message: String },
     Unauthorized { message: String },
     Forbidden { message: String },
@@ -67,6 +68,9 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::QueueFull { message } => (StatusCode::TOO_MANY_REQUESTS, "queue_full", message, None),
+            ApiError::TooManySessions { message } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", message, None)
+            }
             ApiError::NotReady { message } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", message, None),
             ApiError::Unauthorized { message } => (StatusCode::UNAUTHORIZED, "unauthorized", message, None),
             ApiError::Forbidden { message } => (StatusCode::FORBIDDEN, "forbidden", message, None),

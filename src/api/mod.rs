@@ -20,15 +20,33 @@ use crate::audit::keys::Role;
 use crate::service::{App, Caller, ExecuteRequest};
 use crate::verdict::Status;
 pub use error::ApiError;
+use rmcp::transport::streamable_http_server::session::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 /// Largest request body accepted (code + SQL + params).
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// MCP sessions one key may hold open at once (each costs memory until it
+/// is closed or idles out).
+pub const MAX_MCP_SESSIONS_PER_KEY: usize = 16;
+
+/// The MCP sessions each key opened, to cap them per key.
+struct McpSessions {
+    manager: Arc<LocalSessionManager>,
+    by_key: tokio::sync::Mutex<
+        std::collections::HashMap<String, Vec<rmcp::transport::common::server_side_http::SessionId>>,
+    >,
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let mcp_app = app.clone();
+    let sessions = Arc::new(McpSessions {
+        manager: Arc::new(LocalSessionManager::default()),
+        by_key: Default::default(),
+    });
     let mcp = rmcp::transport::streamable_http_server::StreamableHttpService::new(
         move || Ok(crate::tools::SluiceTools::new(mcp_app.clone(), None)),
-        Arc::new(rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default()),
+        sessions.manager.clone(),
         // Bearer keys guard /mcp, so any Host may reach it (the loopback-only
         // default protects unauthenticated local servers from DNS rebinding).
         rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default()
@@ -39,7 +57,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/execute-classifier", post(execute))
         .route("/tools", get(tools))
         .route("/tools/call", post(tools_call))
-        .route_service("/mcp", mcp)
+        .merge(
+            Router::new()
+                .route_service("/mcp", mcp)
+                .layer(middleware::from_fn_with_state(sessions, mcp_gate)),
+        )
         .route("/schema", get(schema))
         .route("/metrics", get(metrics))
         .route("/audit", get(audit_list))
@@ -56,6 +78,43 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
+}
+
+/// A new MCP session (a POST without `Mcp-Session-Id`) only while the key
+/// holds fewer than `MAX_MCP_SESSIONS_PER_KEY` live ones.
+async fn mcp_gate(State(s): State<Arc<McpSessions>>, req: Request, next: Next) -> Response {
+    let opens = req.method() == axum::http::Method::POST && !req.headers().contains_key("mcp-session-id");
+    let Some(key) = req.extensions().get::<Caller>().map(|c| c.principal.key_id.clone()) else {
+        return next.run(req).await;
+    };
+    if !opens {
+        return next.run(req).await;
+    }
+    let mut by_key = s.by_key.lock().await;
+    let held = by_key.remove(&key).unwrap_or_default();
+    let mut live = Vec::new();
+    for id in held {
+        if s.manager.has_session(&id).await.unwrap_or(false) {
+            live.push(id);
+        }
+    }
+    if live.len() >= MAX_MCP_SESSIONS_PER_KEY {
+        by_key.insert(key, live);
+        return ApiError::TooManySessions {
+            message: format!(
+                "this key has {MAX_MCP_SESSIONS_PER_KEY} MCP sessions open, the most one key may hold; \
+                 reuse one (send its Mcp-Session-Id), close one (DELETE /mcp with its Mcp-Session-Id), \
+                 or wait for an idle one to expire"
+            ),
+        }
+        .into_response();
+    }
+    let resp = next.run(req).await;
+    if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+        live.push(id.into());
+    }
+    by_key.insert(key, live);
+    resp
 }
 
 /// The bearer key (or, for the review pages, the session cookie) → the

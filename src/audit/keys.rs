@@ -111,6 +111,13 @@ impl AuditStore {
         roles: &[Role],
         policies: Option<&[String]>,
     ) -> Result<(ApiKey, String), AuditError> {
+        // Names are printed on terminals and pages: no control characters.
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(AuditError::Filter {
+                field: "name",
+                message: "a key name must be non-empty printable text (no control characters)".into(),
+            });
+        }
         let id = format!("k_{}", random_hex(6));
         let secret = format!("sluice_{}", random_hex(32));
         let mut roles = roles.to_vec();

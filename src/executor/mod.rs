@@ -344,7 +344,7 @@ impl Executor {
         // is killed now. CPU and memory come from the kernel (the zygote's
         // wait4), never from the child's own report.
         if let Frame::Complete(r) = &frame {
-            tracing::debug!(execution_id = %job.id, timings = %r.timings.clone().unwrap_or_default(), "child steps");
+            tracing::debug!(execution_id = %job.id, timings = ?r.timings, "child steps");
             zygote.kill_child(job.id);
         }
         let exit = match tokio::time::timeout_at(deadline, wait_exit(events)).await {
@@ -353,6 +353,12 @@ impl Executor {
         };
         running.reaped = true;
         let oom = running.cgroup.as_ref().map(|c| c.oom_killed());
+        // wait4's peak RSS misses pages the child no longer maps (tmpfs,
+        // memfd); the cgroup was charged for them.
+        let mut exit = exit;
+        if let Some(peak) = running.cgroup.as_ref().and_then(|c| c.peak_kb()) {
+            exit.maxrss_kb = exit.maxrss_kb.max(peak);
+        }
         Ok(outcome::classify(&job.limits, job.row_count, exit, frame, oom))
     }
 }

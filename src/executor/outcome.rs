@@ -28,13 +28,17 @@ pub struct Outcome {
 }
 
 /// The frame the harness writes (sandbox/python/harness.py `run_child`).
+/// The child's code can write this frame itself, so nothing in it is
+/// trusted beyond its shape: labels and error details are JSON scalars
+/// (a nested value fails the parse at once instead of growing the server),
+/// and every text is clipped here to the policy's limits.
 #[derive(Deserialize)]
 pub struct ChildResult {
     status: String,
     #[serde(default)]
-    error: Option<Value>,
+    error: Option<std::collections::BTreeMap<String, Scalar>>,
     #[serde(default)]
-    predictions: Option<Vec<Value>>,
+    predictions: Option<Vec<Scalar>>,
     #[serde(default)]
     scores: Option<Vec<Option<f64>>>,
     #[serde(default)]
@@ -47,7 +51,7 @@ pub struct ChildResult {
     stderr_truncated: bool,
     /// Per-step times inside the child (ms), for the debug log.
     #[serde(default)]
-    pub timings: Option<Value>,
+    pub timings: Option<std::collections::BTreeMap<String, Scalar>>,
 }
 
 /// What came out of the result pipe.
@@ -110,7 +114,7 @@ pub fn classify(
 
     // Killed by us at the wall-clock limit, whatever it wrote.
     if exit.killed.as_deref() == Some("wall_clock") {
-        keep_output(&mut o, parsed.as_ref());
+        keep_output(&mut o, parsed.as_ref(), limits);
         o.status = Status::Timeout;
         o.error = Some(json!({
             "message": format!(
@@ -141,12 +145,12 @@ pub fn classify(
 
     match (parsed, exit.signal) {
         (Some(r), _) => {
-            keep_output(&mut o, Some(&r));
+            keep_output(&mut o, Some(&r), limits);
             match Status::from_child(&r.status) {
                 Some(Status::Success) => match check_success(&r, row_count) {
                     Ok(()) => {
                         o.status = Status::Success;
-                        o.predictions = r.predictions;
+                        o.predictions = r.predictions.map(|p| p.into_iter().map(|Scalar(v)| v).collect());
                         o.scores = r.scores;
                     }
                     Err(reason) => {
@@ -158,11 +162,11 @@ pub fn classify(
                 },
                 Some(Status::MemoryLimit) => {
                     o.status = Status::MemoryLimit;
-                    o.error = Some(memory_error(limits, r.error));
+                    o.error = Some(memory_error(limits, r.error.map(error_value)));
                 }
                 Some(s) => {
                     o.status = s;
-                    o.error = r.error.or_else(|| Some(json!({ "message": "no detail" })));
+                    o.error = r.error.map(error_value).or_else(|| Some(json!({ "message": "no detail" })));
                 }
                 None => {
                     o.status = Status::InternalError;
@@ -220,12 +224,88 @@ pub fn classify(
     o
 }
 
-fn keep_output(o: &mut Outcome, r: Option<&ChildResult>) {
+/// A JSON scalar (null, bool, number, string); arrays and objects are
+/// refused while parsing.
+#[derive(Debug, Clone)]
+pub struct Scalar(pub Value);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON scalar")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(Value::String(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(Value::String(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Error details as the response carries them: at most 32 fields, texts
+/// clipped to 16 KiB.
+fn error_value(e: std::collections::BTreeMap<String, Scalar>) -> Value {
+    Value::Object(
+        e.into_iter()
+            .take(32)
+            .map(|(k, Scalar(v))| {
+                let v = match v {
+                    Value::String(s) => Value::String(clip(s, 16 * 1024).0),
+                    v => v,
+                };
+                (k, v)
+            })
+            .collect(),
+    )
+}
+
+/// `s` cut to at most `limit` bytes on a character boundary, and whether it
+/// was cut.
+fn clip(mut s: String, limit: u64) -> (String, bool) {
+    let limit = limit as usize;
+    if s.len() <= limit {
+        return (s, false);
+    }
+    let mut end = limit;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    (s, true)
+}
+
+fn keep_output(o: &mut Outcome, r: Option<&ChildResult>, limits: &ChildLimits) {
     if let Some(r) = r {
-        o.stdout = r.stdout.clone();
-        o.stderr = r.stderr.clone();
-        o.stdout_truncated = r.stdout_truncated;
-        o.stderr_truncated = r.stderr_truncated;
+        let (stdout, cut_out) = clip(r.stdout.clone(), limits.stdout_bytes);
+        let (stderr, cut_err) = clip(r.stderr.clone(), limits.stderr_bytes);
+        o.stdout = stdout;
+        o.stderr = stderr;
+        o.stdout_truncated = r.stdout_truncated || cut_out;
+        o.stderr_truncated = r.stderr_truncated || cut_err;
     }
 }
 
@@ -247,9 +327,6 @@ fn check_success(r: &ChildResult, row_count: usize) -> Result<(), String> {
     let p = r.predictions.as_ref().ok_or("no predictions")?;
     if p.len() != row_count {
         return Err(format!("{} predictions for {row_count} rows", p.len()));
-    }
-    if p.iter().any(|v| v.is_array() || v.is_object()) {
-        return Err("a prediction is not a scalar".into());
     }
     if let Some(s) = &r.scores
         && s.len() != row_count

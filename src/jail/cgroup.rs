@@ -172,6 +172,17 @@ impl RequestCgroup {
             .map_err(std::io::Error::other)?
     }
 
+    /// The most memory the cgroup was charged (pages the child wrote,
+    /// including tmpfs and memfd pages it no longer maps), in KiB.
+    pub fn peak_kb(&self) -> Option<u64> {
+        let dir = self.dirs.first()?;
+        ["memory.peak", "memory.max_usage_in_bytes"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(|b| b / 1024)
+    }
+
     /// Did the kernel OOM-kill a process of this cgroup?
     pub fn oom_killed(&self) -> bool {
         let text = std::fs::read_to_string(&self.events).unwrap_or_default();

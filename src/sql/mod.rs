@@ -200,8 +200,8 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
     pub max_rows: u64,
-    /// Bytes of all values together (text and blobs by length, anything
-    /// else 8): fetching stops as soon as they pass it.
+    /// Bytes the fetched values take in the server (each value's slot, plus
+    /// the length of text and blobs): fetching stops as soon as they pass it.
     pub max_bytes: u64,
     pub timeout: Duration,
 }
@@ -218,11 +218,13 @@ impl ByteCount {
     }
 
     pub(crate) fn add(&mut self, c: &encode::Cell) -> Result<(), SqlError> {
-        self.total += match c {
-            encode::Cell::Text(s) => s.len() as u64 + 8,
-            encode::Cell::Blob(b) => b.len() as u64 + 8,
-            _ => 8,
-        };
+        const SLOT: u64 = std::mem::size_of::<encode::Cell>() as u64;
+        self.total += SLOT
+            + match c {
+                encode::Cell::Text(s) => s.len() as u64,
+                encode::Cell::Blob(b) => b.len() as u64,
+                _ => 0,
+            };
         if self.limit > 0 && self.total > self.limit {
             return Err(SqlError::ByteLimit { limit: self.limit });
         }

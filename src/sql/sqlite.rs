@@ -72,6 +72,9 @@ impl SqliteSource {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.pragma_update(None, "query_only", true)?;
+        // Sorts, DISTINCT and temporary b-trees spill to temporary files past
+        // the page cache instead of growing the server's heap.
+        conn.pragma_update(None, "temp_store", "FILE")?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
         conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, (2 * sluice_sql_guard::MAX_SQL_BYTES) as i32)?;
         for (option, on) in [
@@ -256,14 +259,16 @@ impl Job {
     }
 
     fn read(&self, conn: &Connection) -> Result<Rows, SqlError> {
-        // The engine itself refuses to build a value (or row) larger than
-        // the request's whole byte budget (SQLITE_TOOBIG).
-        if self.limits.max_bytes > 0 {
-            let cap = self.limits.max_bytes.min(i32::MAX as u64) as i32;
-            conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, cap).map_err(db_error)?;
-        }
         // Exactly one statement: rusqlite refuses a tail that holds another.
         let mut stmt = conn.prepare(&self.sql).map_err(too_big(self.limits.max_bytes))?;
+        // The engine itself refuses to build a value (a row, a group_concat
+        // accumulating in an aggregate) larger than each column's share of
+        // the request's byte budget (SQLITE_TOOBIG).
+        if self.limits.max_bytes > 0 {
+            let share = self.limits.max_bytes / stmt.column_count().max(1) as u64;
+            let cap = share.clamp(1 << 20, i32::MAX as u64) as i32;
+            conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, cap).map_err(db_error)?;
+        }
         if stmt.parameter_count() != self.params.len() {
             return Err(SqlError::Params { expected: stmt.parameter_count(), given: self.params.len() });
         }
