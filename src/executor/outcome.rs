@@ -36,7 +36,7 @@ pub struct Outcome {
 pub struct ChildResult {
     status: String,
     #[serde(default)]
-    error: Option<std::collections::BTreeMap<String, Scalar>>,
+    error: Option<std::collections::BTreeMap<String, Detail>>,
     #[serde(default)]
     predictions: Option<Vec<Scalar>>,
     #[serde(default)]
@@ -266,16 +266,70 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// One error detail: a scalar, or a short list of scalars (the functions
+/// a code defines).
+#[derive(Debug, Clone)]
+pub struct Detail(Value);
+
+impl<'de> Deserialize<'de> for Detail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // One visitor, no buffering: a nested value fails at its first byte.
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Detail;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a scalar or a list of at most 100 scalars")
+            }
+            fn visit_unit<E>(self) -> Result<Detail, E> {
+                Ok(Detail(Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Detail, E> {
+                Ok(Detail(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Detail, E> {
+                Ok(Detail(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Detail, E> {
+                Ok(Detail(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Detail, E> {
+                Ok(Detail(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Detail, E> {
+                Ok(Detail(Value::String(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Detail, E> {
+                Ok(Detail(Value::String(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Detail, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Scalar(v)) = seq.next_element()? {
+                    if out.len() == 100 {
+                        return Err(serde::de::Error::custom("more than 100 items"));
+                    }
+                    out.push(v);
+                }
+                Ok(Detail(Value::Array(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Error details as the response carries them: at most 32 fields, texts
 /// clipped to 16 KiB.
-fn error_value(e: std::collections::BTreeMap<String, Scalar>) -> Value {
+fn error_value(e: std::collections::BTreeMap<String, Detail>) -> Value {
+    let clip_text = |v: Value| match v {
+        Value::String(s) => Value::String(clip(s, 16 * 1024).0),
+        v => v,
+    };
     Value::Object(
         e.into_iter()
             .take(32)
-            .map(|(k, Scalar(v))| {
+            .map(|(k, Detail(v))| {
                 let v = match v {
-                    Value::String(s) => Value::String(clip(s, 16 * 1024).0),
-                    v => v,
+                    Value::Array(l) => Value::Array(l.into_iter().map(clip_text).collect()),
+                    v => clip_text(v),
                 };
                 (k, v)
             })
