@@ -58,7 +58,17 @@ async fn the_page_needs_an_audit_key() {
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/ui/login"));
     // An execute-only key cannot sign in.
     let (_, runner) = shared().app.audit.create_key("ui-runner", &[Role::Execute], None).await.unwrap();
-    let r = c.post(format!("{base}/ui/login")).form(&[("key", runner.as_str())]).send().await.unwrap();
+    // (The sign-in form carries the token its page set as a cookie.)
+    let page = c.get(format!("{base}/ui/login")).send().await.unwrap();
+    let set = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let token = set.strip_prefix("sluice_login=").unwrap().split(';').next().unwrap().to_string();
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("cookie", format!("sluice_login={token}"))
+        .form(&[("key", runner.as_str()), ("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["location"], "/ui/login?error=1");
     // Nor can it read the page with a bearer header.
     let r = c.get(format!("{base}/ui/audit")).bearer_auth(&runner).send().await.unwrap();
