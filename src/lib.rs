@@ -11,6 +11,7 @@ pub mod environment;
 pub mod executor;
 pub mod jail;
 pub mod metrics;
+pub mod output;
 pub mod policy;
 pub mod runtime;
 pub mod server;

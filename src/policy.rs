@@ -43,6 +43,60 @@ struct PolicyFile {
     sandbox: Sandbox,
     #[serde(default)]
     database: DatabaseRules,
+    #[serde(default)]
+    output: Output,
+}
+
+/// What the caller takes away from a run. Code that sees rows and returns
+/// one value per row can always encode the rows in its labels (or print
+/// them); these settings bound that channel. The server applies them to
+/// what the child returned, so code cannot get around them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Output {
+    /// `any`: text, numbers, booleans, null; `numbers`: no text labels.
+    pub labels: LabelKinds,
+    /// Distinct labels at most (0: no limit).
+    pub max_distinct_labels: u64,
+    /// Bytes of one text label at most (0: no limit).
+    pub max_label_bytes: u64,
+    /// Return only `label_counts`, never per-row labels or scores.
+    pub counts_only: bool,
+    /// With `counts_only`: labels held by fewer rows are left out.
+    pub min_group_size: u64,
+    /// `return`: captured stdout/stderr go back to the caller; `audit`: they
+    /// are kept (an excerpt) in the audit record only.
+    pub stdout: StdoutMode,
+    /// `describe_table` shows sample rows.
+    pub describe_samples: bool,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self {
+            labels: LabelKinds::Any,
+            max_distinct_labels: 0,
+            max_label_bytes: 0,
+            counts_only: false,
+            min_group_size: 1,
+            stdout: StdoutMode::Return,
+            describe_samples: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKinds {
+    Any,
+    Numbers,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutMode {
+    Return,
+    Audit,
 }
 
 /// What this policy demands of the database connection.
@@ -155,6 +209,7 @@ pub struct Policy {
     pub tables: TableAllow,
     pub sandbox: Sandbox,
     pub database: DatabaseRules,
+    pub output: Output,
 }
 
 /// Limits for one request after the request's own asks are clamped.
@@ -305,11 +360,15 @@ fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
         tables,
         sandbox: pf.sandbox,
         database: pf.database,
+        output: pf.output,
     })
 }
 
 fn validate(file: &str, pf: &PolicyFile) -> Result<(), PolicyError> {
     let bad = |key: &'static str, problem: String| PolicyError::Invalid { file: file.into(), key, problem };
+    if pf.output.min_group_size == 0 {
+        return Err(bad("output.min_group_size", "must be at least 1".into()));
+    }
     let l = &pf.limits;
     let positive_f = |key, v: f64| {
         if v > 0.0 && v.is_finite() {

@@ -89,6 +89,9 @@ pub struct ExecuteResponse {
     /// How the sandboxed process ended (audit detail, not part of the body).
     #[serde(skip)]
     pub exit_signal: Option<i32>,
+    /// What left the sandbox, for the audit record (not part of the body).
+    #[serde(skip)]
+    pub output: Option<Value>,
 }
 
 /// Why a request was not executed at all (non-200 answers).
@@ -507,9 +510,15 @@ impl App {
             tracing::error!("audit insert failed: {e}");
             ServiceError::AuditUnavailable("the audit database refused the insert".into())
         })?;
+        let full_text = (req.sql_query.clone(), req.classifier_code.clone());
         let result = self.execute_recorded(id, caller, req).await;
         let finish = match &result {
             Ok(r) => Finish {
+                output: r.output.clone(),
+                // Long texts were kept as excerpts; a request that reached
+                // the database keeps them whole.
+                full_text: (r.timings_ms.sql.is_some() && r.status != Status::SqlRejected)
+                    .then_some(full_text),
                 status: r.status.as_str().into(),
                 error: r.error.clone(),
                 row_count: r.row_count.map(|n| n as i64),
@@ -662,7 +671,10 @@ impl App {
         let outcome = self.executor.run(policy, job).await;
         resp.timings_ms.sandbox = Some(ms(t_box));
         match outcome {
-            Ok(o) => resp.set_outcome(o),
+            Ok(o) => {
+                resp.set_outcome(o);
+                resp.shape_output(policy);
+            }
             Err(e) => {
                 tracing::error!(execution_id = %resp.execution_id, "executor failed: {e}");
                 resp.set_error(Status::InternalError, json!({
@@ -740,6 +752,7 @@ impl ExecuteResponse {
             policy: policy.name.clone(),
             environment: policy.environment.clone(),
             exit_signal: None,
+            output: None,
         }
     }
 
@@ -794,6 +807,44 @@ impl ExecuteResponse {
         self.set_error(status, detail);
     }
 
+    /// Apply the policy's `[output]` bounds to what the child returned and
+    /// note for the audit what leaves.
+    fn shape_output(&mut self, policy: &Policy) {
+        let o = &policy.output;
+        let stdout_returned = o.stdout == crate::policy::StdoutMode::Return;
+        let labels = self.predictions.clone();
+        let returned = match &labels {
+            Some(l) if self.status == Status::Success => match crate::output::check(o, &policy.name, l) {
+                Err(v) => {
+                    self.set_error(Status::InvalidOutput, v.detail());
+                    "nothing"
+                }
+                Ok(()) if o.counts_only => {
+                    self.label_counts =
+                        self.label_counts.take().map(|c| crate::output::suppress(c, o.min_group_size));
+                    self.predictions = None;
+                    self.scores = None;
+                    "counts"
+                }
+                Ok(()) => "labels",
+            },
+            _ => "error",
+        };
+        self.output = Some(crate::output::summary(
+            labels.as_deref(),
+            returned,
+            &self.stdout,
+            &self.stderr,
+            stdout_returned,
+        ));
+        if !stdout_returned {
+            self.stdout.clear();
+            self.stderr.clear();
+            self.stdout_truncated = false;
+            self.stderr_truncated = false;
+        }
+    }
+
     fn set_outcome(&mut self, o: Outcome) {
         self.stdout = o.stdout;
         self.stderr = o.stderr;
@@ -803,7 +854,7 @@ impl ExecuteResponse {
         self.exit_signal = o.exit_signal;
         if o.status == Status::Success {
             let preds = o.predictions.unwrap_or_default();
-            self.label_counts = Some(label_counts(&preds));
+            self.label_counts = Some(crate::output::counts(&preds));
             self.predictions = Some(preds);
             self.scores = o.scores;
             self.status = Status::Success;
@@ -812,19 +863,6 @@ impl ExecuteResponse {
             self.set_error(o.status, o.error.unwrap_or_else(|| json!({"message": "no detail"})));
         }
     }
-}
-
-/// Labels as JSON text shows them, as strings: "setosa", "1", "true", "null".
-fn label_counts(preds: &[Value]) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for p in preds {
-        let key = match p {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        *counts.entry(key).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// A bounded wait for a free execution slot.
@@ -870,7 +908,8 @@ mod tests {
 
     #[test]
     fn label_counts_use_json_text() {
-        let c = label_counts(&[json!("a"), json!(1), json!(true), json!(null), json!(1), json!(0.5)]);
+        let c =
+            crate::output::counts(&[json!("a"), json!(1), json!(true), json!(null), json!(1), json!(0.5)]);
         assert_eq!(c["a"], 1);
         assert_eq!(c["1"], 2);
         assert_eq!(c["true"], 1);

@@ -271,7 +271,8 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
     let name = table["name"].as_str().unwrap_or_default();
     let schema_name = table["schema"].as_str().filter(|_| name.contains('.'));
     let quoted = app.quote_table(schema_name, table["table"].as_str().unwrap_or(name));
-    let n = args.sample_rows.unwrap_or(3).min(10);
+    let samples_allowed = app.policies.get(&policy).is_none_or(|p| p.output.describe_samples);
+    let n = if samples_allowed { args.sample_rows.unwrap_or(3).min(10) } else { 0 };
     let req = ExecuteRequest {
         sql_query: format!("SELECT * FROM {quoted} LIMIT {n}"),
         params: vec![],
@@ -282,17 +283,22 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
         entrypoint: None,
         timeout: None,
         max_memory: None,
-        policy: Some(policy),
+        policy: Some(policy.clone()),
     };
-    let samples: Vec<Value> = match app.execute(caller, req).await {
-        Ok(r) if r.status == Status::Success => r
-            .predictions
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| p.as_str().and_then(|s| serde_json::from_str(s).ok()))
-            .collect(),
-        Ok(r) => return error_result(summary(&r)),
-        Err(e) => return error_result(e.to_string()),
+    // Sample rows are a query of their own; a policy may turn them off.
+    let samples: Vec<Value> = if n == 0 {
+        Vec::new()
+    } else {
+        match app.execute(caller, req).await {
+            Ok(r) if r.status == Status::Success => r
+                .predictions
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p.as_str().and_then(|s| serde_json::from_str(s).ok()))
+                .collect(),
+            Ok(r) => return error_result(summary(&r)),
+            Err(e) => return error_result(e.to_string()),
+        }
     };
     let structured = json!({"table": name, "columns": table["columns"], "sample_rows": samples});
     let cols: Vec<String> = table["columns"]
@@ -301,12 +307,20 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
         .flatten()
         .map(|c| format!("{} {}", c["name"].as_str().unwrap_or(""), c["type"].as_str().unwrap_or("")))
         .collect();
-    let text = format!(
-        "{name}: {} columns ({})\nsample rows:\n{}",
-        cols.len(),
-        cols.join(", "),
-        samples.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n")
-    );
+    let text = if samples_allowed {
+        format!(
+            "{name}: {} columns ({})\nsample rows:\n{}",
+            cols.len(),
+            cols.join(", "),
+            samples.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    } else {
+        format!(
+            "{name}: {} columns ({})\nno sample rows: policy `{policy}` does not show them",
+            cols.len(),
+            cols.join(", ")
+        )
+    };
     tool_result(text, Some(structured), false)
 }
 

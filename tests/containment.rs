@@ -46,6 +46,17 @@ fn policies() -> PathBuf {
          max_file_size_mb = 4\nmax_fetch_bytes = 1000000\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.join("channel.toml"),
+        "description = \"A narrow output channel\"\n[output]\nlabels = \"numbers\"\nmax_distinct_labels = 3\n\
+         stdout = \"audit\"\ndescribe_samples = false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("counts.toml"),
+        "description = \"Counts only\"\n[output]\ncounts_only = true\nmin_group_size = 10\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -508,4 +519,81 @@ def classify(df):
     assert!(started.elapsed() < Duration::from_secs(5), "a nested frame took {:?}", started.elapsed());
     let v = run(ONE_ROW, &forge(r#"json.dumps({"status": "success", "predictions": [[1, 2]]})"#)).await;
     assert_ne!(v["status"], "success", "{v}");
+}
+
+/// Code that sees rows can return them as labels or print them; a policy
+/// can narrow what leaves, and the audit keeps what did.
+#[tokio::test]
+async fn the_output_channel_is_bounded_by_the_policy() {
+    const IRIS: &str = "SELECT * FROM iris";
+    // Every row back as text labels: refused under numbers-only labels.
+    let exfil = "def classify(df):\n    return df.astype(str).agg('|'.join, axis=1)\n";
+    let v = run(IRIS, exfil).await;
+    assert_status(&v, "success");
+    assert!(v["predictions"][0].as_str().unwrap().contains('|'), "the channel exists by default: {v}");
+    let v = run_on("channel", IRIS, exfil).await;
+    assert_status(&v, "invalid_output");
+    assert_eq!(v["error"]["reason"], "label_kind", "{v}");
+    // Numbers, but one per row: too many distinct labels.
+    let v = run_on("channel", IRIS, "def classify(df):\n    return list(range(len(df)))\n").await;
+    assert_eq!(v["error"]["reason"], "too_many_labels", "{v}");
+    // Printed rows stay in the audit record.
+    let code = "def classify(df):\n    print(df.to_csv())\n    return [int(x) for x in df['id'] % 3]\n";
+    let v = run_on("channel", IRIS, code).await;
+    assert_status(&v, "success");
+    assert_eq!(v["stdout"], "", "{v}");
+    let id = v["execution_id"].as_str().unwrap();
+    let rec: Value =
+        client().get(format!("{}/audit/{id}", server().base)).send().await.unwrap().json().await.unwrap();
+    let out = &rec["output"];
+    assert_eq!(out["returned"], "labels", "{rec}");
+    assert_eq!(out["distinct_labels"], 3);
+    assert_eq!(out["labels_sha256"].as_str().unwrap().len(), 64);
+    assert!(out["stdout_excerpt"].as_str().unwrap().contains("sepal_length"), "{out}");
+    // Counts only, small groups left out.
+    let code =
+        "def classify(df):\n    return ['rare' if i < 3 else s for i, s in enumerate(df['species'])]\n";
+    let v = run_on("counts", IRIS, code).await;
+    assert_eq!(v["status"], "success", "{v}");
+    assert!(v["predictions"].is_null() && v["scores"].is_null(), "{v}");
+    let counts = v["label_counts"].as_object().unwrap();
+    assert!(!counts.contains_key("rare"), "a group of 3 under a minimum of 10: {v}");
+    assert_eq!(counts.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 147);
+    // describe_table without sample rows.
+    let r: Value = client()
+        .post(format!("{}/tools/call", server().base))
+        .json(&json!({"type": "tool_use", "id": "d", "name": "describe_table",
+                      "input": {"table": "iris", "policy": "channel"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["is_error"], false, "{r}");
+    assert_eq!(r["structured_content"]["sample_rows"], json!([]), "{r}");
+}
+
+/// A request refused before it reached the database keeps an excerpt of a
+/// long text (and the hash of all of it); one that ran keeps it whole.
+#[tokio::test]
+async fn refused_requests_cost_the_audit_store_little() {
+    let long_sql = format!("SELECT 1 AS x /* {} */ FROM nowhere_at_all", "y".repeat(200_000));
+    let v = run(&long_sql, "def classify(df):\n    return [0]\n").await;
+    let id = v["execution_id"].as_str().unwrap();
+    let rec: Value =
+        client().get(format!("{}/audit/{id}", shared().base)).send().await.unwrap().json().await.unwrap();
+    let kept = rec["sql_query"].as_str().unwrap();
+    assert!(kept.len() < 9 * 1024 && kept.contains("200"), "{} bytes kept", kept.len());
+    assert_eq!(rec["sql_sha256"], sluice::audit::sha256_hex(&long_sql));
+    let code = format!("# {}\ndef classify(df):\n    return [0] * len(df)\n", "z".repeat(20_000));
+    let v = run(ONE_ROW, &code).await;
+    assert_status(&v, "success");
+    let id = v["execution_id"].as_str().unwrap();
+    let rec: Value =
+        client().get(format!("{}/audit/{id}", shared().base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rec["classifier_code"].as_str().unwrap(), code, "code that ran is kept whole");
+    let verify: Value =
+        client().get(format!("{}/audit/verify", shared().base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
 }

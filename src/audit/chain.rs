@@ -98,12 +98,17 @@ async fn complete_in(
     record.resources = f.resources.clone();
     record.exit_signal = f.exit_signal;
     record.blocked_syscall = f.blocked_syscall.clone();
+    record.output = f.output.clone();
+    if let Some((sql, code)) = &f.full_text {
+        record.sql_query = Some(sql.clone());
+        record.classifier_code = Some(code.clone());
+    }
     let seq = head_seq + 1;
     let hash = link_hash(&record, seq, &head_hash);
     sqlx::query(
         "UPDATE executions SET status = $1, finished_at = $2, error = $3, row_count = $4, timings_ms = $5, \
-         resources = $6, exit_signal = $7, blocked_syscall = $8, chain_seq = $9, prev_hash = $10, hash = $11 \
-         WHERE execution_id = $12",
+         resources = $6, exit_signal = $7, blocked_syscall = $8, chain_seq = $9, prev_hash = $10, hash = $11, \
+         output = $12, sql_query = $13, classifier_code = $14 WHERE execution_id = $15",
     )
     .bind(&record.status)
     .bind(&record.finished_at)
@@ -116,6 +121,9 @@ async fn complete_in(
     .bind(seq)
     .bind(&head_hash)
     .bind(&hash)
+    .bind(to_text(&record.output))
+    .bind(&record.sql_query)
+    .bind(&record.classifier_code)
     .bind(id)
     .execute(&mut *conn)
     .await?;

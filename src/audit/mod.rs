@@ -71,6 +71,31 @@ pub struct Finish {
     pub resources: Option<Value>,
     pub exit_signal: Option<i64>,
     pub blocked_syscall: Option<String>,
+    /// What left the sandbox (`output::summary`).
+    pub output: Option<Value>,
+    /// The whole SQL and code, for a request that got as far as the
+    /// database: `start` keeps only an excerpt of long texts, so a request
+    /// refused at once costs the store a few KiB, not its whole body.
+    pub full_text: Option<(String, String)>,
+}
+
+/// Bytes of a long SQL or code text kept for a request refused before it
+/// reached the database (its sha256 is always of the whole text).
+pub const EXCERPT_BYTES: usize = 8 * 1024;
+/// Bytes of records one `GET /audit` page holds at most.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// `text` as the audit row keeps it before the request has run: whole up to
+/// `EXCERPT_BYTES`, else its head and how long it was.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return text.to_string();
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n… [sluice: {} bytes in all; the sha256 is of the whole text]", &text[..end], text.len())
 }
 
 /// One audit record (DESIGN §3 `GET /audit`).
@@ -97,6 +122,10 @@ pub struct Record {
     pub blocked_syscall: Option<String>,
     pub prev_hash: Option<String>,
     pub hash: Option<String>,
+    /// Absent in records written before sluice kept it (their hash does
+    /// not cover it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
 }
 
 /// `GET /audit` filters.
@@ -186,7 +215,7 @@ fn process_start(pid: u32) -> Option<String> {
 
 const COLUMNS: &str = "execution_id, status, created_at, finished_at, principal, client_addr, policy, environment, \
     sql_query, sql_sha256, params, classifier_code, code_sha256, error, row_count, timings_ms, resources, \
-    exit_signal, blocked_syscall, prev_hash, hash";
+    exit_signal, blocked_syscall, prev_hash, hash, output";
 
 fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>, sqlx::Error> {
     let text: Option<String> = row.try_get(col)?;
@@ -216,6 +245,7 @@ fn record_from(row: &AnyRow) -> Result<Record, sqlx::Error> {
         blocked_syscall: row.try_get("blocked_syscall")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        output: json_col(row, "output")?,
     })
 }
 
@@ -309,10 +339,10 @@ impl AuditStore {
         .bind(&e.client_addr)
         .bind(&e.policy)
         .bind(&e.environment)
-        .bind(&e.sql_query)
+        .bind(e.sql_query.as_deref().map(excerpt))
         .bind(e.sql_query.as_deref().map(sha256_hex))
         .bind(to_text(&e.params))
-        .bind(&e.classifier_code)
+        .bind(e.classifier_code.as_deref().map(excerpt))
         .bind(e.classifier_code.as_deref().map(sha256_hex))
         .bind(&self.server_id)
         .execute(&self.pool)
@@ -436,12 +466,21 @@ impl AuditStore {
             q = q.bind(s);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        let more = rows.len() as i64 > limit;
+        let mut more = rows.len() as i64 > limit;
         let mut records = Vec::new();
         let mut last_seq = None;
+        // A page also ends at MAX_PAGE_BYTES of records (one at least).
+        let mut bytes = 0;
         for row in rows.iter().take(limit as usize) {
+            let r = record_from(row)?;
+            let size = serde_json::to_vec(&r).map(|v| v.len()).unwrap_or(0);
+            if !records.is_empty() && bytes + size > MAX_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            bytes += size;
             last_seq = Some(row.try_get::<i64, _>("seq")?);
-            records.push(record_from(row)?);
+            records.push(r);
         }
         Ok(Page { records, next_cursor: if more { last_seq.map(|s| s.to_string()) } else { None } })
     }
