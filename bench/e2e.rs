@@ -134,7 +134,16 @@ fn main() {
         let (conc_rps, conc_off) = (on[1], off[1]);
 
         // Cold start of the same interpreter and environment.
-        let ready: Value = client.get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap();
+        // The zygote's details are shown to a key with the audit role (admin here).
+        let ready: Value = client
+            .get(format!("{base}/readyz"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let python = cold_python(&data_dir);
         let mut cold = Vec::new();
         for _ in 0..5 {

@@ -522,3 +522,12 @@ async fn mcp(data_dir: PathBuf, source: SourceArgs) -> anyhow::Result<ExitCode> 
     service.waiting().await?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_from_the_store_prints_without_escape_sequences() {
+        assert_eq!(super::printable("ok name"), "ok name");
+        assert_eq!(super::printable("evil\u{1b}]0;x\u{7}\n"), "evil\\u{1b}]0;x\\u{7}\\n");
+    }
+}

@@ -37,6 +37,9 @@ fn join(lines: Vec<&str>) -> String {
 /// Is `s` a valid Python identifier (ASCII subset) for `entrypoint`?
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
+    if s.len() > 128 {
+        return false;
+    }
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }

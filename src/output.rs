@@ -37,10 +37,11 @@ pub fn check(o: &Output, policy: &str, labels: &[Value]) -> Result<(), Violation
             Value::String(s) if o.labels == LabelKinds::Numbers => {
                 return Err(Violation {
                     reason: "label_kind",
+                    // The label itself is not repeated: it may be row data.
                     message: format!(
-                        "labels[{i}] is text ({}); policy `{policy}` allows only numbers, booleans and null as \
-                         labels: return class numbers (e.g. 0, 1, 2) instead of names",
-                        short(s)
+                        "labels[{i}] is text ({} characters); policy `{policy}` allows only numbers, booleans and \
+                         null as labels: return class numbers (e.g. 0, 1, 2) instead of names",
+                        s.chars().count()
                     ),
                     index: Some(i),
                 });
@@ -123,17 +124,25 @@ pub fn summary(
     s
 }
 
+/// `s` cut to at most `limit` bytes on a character boundary, marked with
+/// `…` when cut.
+pub fn clip(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_string();
+    }
+    let mut end = limit;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes in all]", &s[..end], s.len())
+}
+
 fn excerpt(s: &str) -> String {
     let mut end = s.len().min(EXCERPT_BYTES);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     s[..end].to_string()
-}
-
-fn short(s: &str) -> String {
-    let r = format!("{s:?}");
-    if r.chars().count() <= 40 { r } else { format!("{}…", r.chars().take(37).collect::<String>()) }
 }
 
 #[cfg(test)]

@@ -60,7 +60,10 @@ pub struct Output {
     pub max_distinct_labels: u64,
     /// Bytes of one text label at most (0: no limit).
     pub max_label_bytes: u64,
-    /// Return only `label_counts`, never per-row labels or scores.
+    /// Return per-row scores (a float per row: 64 bits of channel each).
+    pub scores: bool,
+    /// Return only `label_counts` (no per-row labels or scores, no
+    /// `row_count`).
     pub counts_only: bool,
     /// With `counts_only`: labels held by fewer rows are left out.
     pub min_group_size: u64,
@@ -77,6 +80,7 @@ impl Default for Output {
             labels: LabelKinds::Any,
             max_distinct_labels: 0,
             max_label_bytes: 0,
+            scores: true,
             counts_only: false,
             min_group_size: 1,
             stdout: StdoutMode::Return,

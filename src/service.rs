@@ -497,10 +497,10 @@ impl App {
             execution_id: id,
             principal: caller.principal.label(),
             client_addr: caller.client_addr.clone(),
-            policy: Some(req.policy.clone().unwrap_or_else(|| "default".into())),
+            policy: Some(crate::output::clip(req.policy.as_deref().unwrap_or("default"), 256)),
             environment: policy.map(|p| p.environment.clone()),
             sql_query: Some(req.sql_query.clone()),
-            params: Some(Value::Array(req.params.clone())),
+            params: Some(crate::audit::params_excerpt(&req.params)),
             classifier_code: Some(req.classifier_code.clone()),
         };
         if !self.audited {
@@ -580,7 +580,8 @@ impl App {
         let policy = self.policies.get(&policy_name).ok_or_else(|| ServiceError::BadRequest {
             field: "policy".into(),
             message: format!(
-                "unknown policy `{policy_name}`; known policies: {}",
+                "unknown policy `{}`; known policies: {}",
+                crate::output::clip(&policy_name, 128),
                 self.policies.names().collect::<Vec<_>>().join(", ")
             ),
         })?;
@@ -687,6 +688,9 @@ impl App {
     }
 }
 
+/// Bytes of a database's error message passed on to the caller.
+const MAX_DB_MESSAGE: usize = 2048;
+
 /// The audit database URL of a configuration.
 pub fn audit_url(cfg: &AppConfig) -> String {
     cfg.audit_database.clone().unwrap_or_else(|| {
@@ -776,10 +780,14 @@ impl ExecuteResponse {
             SqlError::Params { .. } => {
                 (Status::SqlError, json!({"message": e.to_string(), "db_message": e.to_string()}))
             }
-            SqlError::Database { message } => (
-                Status::SqlError,
-                json!({"message": format!("the database refused the query: {message}"), "db_message": message}),
-            ),
+            SqlError::Database { message } => {
+                // The database may quote values in its message; keep it short.
+                let message = crate::output::clip(message, MAX_DB_MESSAGE);
+                (
+                    Status::SqlError,
+                    json!({"message": format!("the database refused the query: {message}"), "db_message": message}),
+                )
+            }
             SqlError::Timeout { seconds } => (
                 Status::SqlTimeout,
                 json!({"message": format!("{e}; add a WHERE clause or LIMIT, or avoid cross joins"), "limit_s": seconds}),
@@ -824,9 +832,17 @@ impl ExecuteResponse {
                         self.label_counts.take().map(|c| crate::output::suppress(c, o.min_group_size));
                     self.predictions = None;
                     self.scores = None;
+                    // The exact count would tell a one-row predicate's answer
+                    // and the size of the groups left out.
+                    self.row_count = None;
                     "counts"
                 }
-                Ok(()) => "labels",
+                Ok(()) => {
+                    if !o.scores {
+                        self.scores = None;
+                    }
+                    "labels"
+                }
             },
             _ => "error",
         };

@@ -271,7 +271,9 @@ pub async fn describe_table(app: &App, caller: &Caller, args: DescribeTableArgs)
     let name = table["name"].as_str().unwrap_or_default();
     let schema_name = table["schema"].as_str().filter(|_| name.contains('.'));
     let quoted = app.quote_table(schema_name, table["table"].as_str().unwrap_or(name));
-    let samples_allowed = app.policies.get(&policy).is_none_or(|p| p.output.describe_samples);
+    // Sample rows are per-row values: never under counts-only.
+    let samples_allowed =
+        app.policies.get(&policy).is_none_or(|p| p.output.describe_samples && !p.output.counts_only);
     let n = if samples_allowed { args.sample_rows.unwrap_or(3).min(10) } else { 0 };
     let req = ExecuteRequest {
         sql_query: format!("SELECT * FROM {quoted} LIMIT {n}"),

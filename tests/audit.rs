@@ -409,3 +409,51 @@ fn keys_cli_prints_the_key_alone_on_the_last_line() {
     let out = Command::new(sluice).args(["keys", "revoke", &id, "--audit-database", &db]).output().unwrap();
     assert!(out.status.success());
 }
+
+/// A page of `GET /audit` stops at `MAX_PAGE_BYTES` of records, whatever
+/// `limit` asks, and the cursor leads to the rest.
+#[tokio::test]
+async fn a_page_is_bounded_in_bytes() {
+    let store = AuditStore::open(&temp_db("page-bytes")).await.unwrap();
+    let code = format!("# {}\ndef classify(df):\n    return [0]\n", "x".repeat(1 << 20));
+    for i in 0..6 {
+        let id = Uuid::now_v7();
+        let e = NewExecution {
+            execution_id: id,
+            principal: format!("big-{i}"),
+            sql_query: Some("SELECT 1".into()),
+            classifier_code: Some(code.clone()),
+            ..Default::default()
+        };
+        store.start(&e).await.unwrap();
+        let f = Finish {
+            status: "success".into(),
+            full_text: Some(("SELECT 1".into(), code.clone())),
+            ..Default::default()
+        };
+        store.finish(id, &f).await.unwrap();
+    }
+    let filter = sluice::audit::Filter { limit: Some(500), ..Default::default() };
+    let first = store.list(&filter).await.unwrap();
+    let bytes = serde_json::to_vec(&first.records).unwrap().len();
+    assert!(
+        first.records.len() < 6 && bytes <= sluice::audit::MAX_PAGE_BYTES,
+        "{} records, {bytes} bytes",
+        first.records.len()
+    );
+    assert_eq!(
+        first.records[0].classifier_code.as_deref(),
+        Some(code.as_str()),
+        "a record that ran is whole"
+    );
+    let rest = store
+        .list(&sluice::audit::Filter {
+            limit: Some(500),
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.records.len() + rest.records.len(), 6);
+    assert_eq!(sluice::audit::chain::verify(&store).await.unwrap().ok, true);
+}

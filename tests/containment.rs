@@ -49,7 +49,7 @@ fn policies() -> PathBuf {
     std::fs::write(
         dir.join("channel.toml"),
         "description = \"A narrow output channel\"\n[output]\nlabels = \"numbers\"\nmax_distinct_labels = 3\n\
-         stdout = \"audit\"\ndescribe_samples = false\n",
+         stdout = \"audit\"\ndescribe_samples = false\nscores = false\n",
     )
     .unwrap();
     std::fs::write(
@@ -519,6 +519,11 @@ def classify(df):
     assert!(started.elapsed() < Duration::from_secs(5), "a nested frame took {:?}", started.elapsed());
     let v = run(ONE_ROW, &forge(r#"json.dumps({"status": "success", "predictions": [[1, 2]]})"#)).await;
     assert_ne!(v["status"], "success", "{v}");
+    // An error report gets 16 KiB of text in all, however it is spread.
+    let wide = r#"json.dumps({"status": "runtime_error", "error": {"message": "forged", **{f"f{i:02}": ["x" * 16000] * 10 for i in range(40)}}})"#;
+    let v = run(ONE_ROW, &forge(wide)).await;
+    assert_status(&v, "runtime_error");
+    assert!(v["error"].to_string().len() < 20_000, "{} bytes of error", v["error"].to_string().len());
 }
 
 /// Code that sees rows can return them as labels or print them; a policy
@@ -550,6 +555,12 @@ async fn the_output_channel_is_bounded_by_the_policy() {
     assert_eq!(out["distinct_labels"], 3);
     assert_eq!(out["labels_sha256"].as_str().unwrap().len(), 64);
     assert!(out["stdout_excerpt"].as_str().unwrap().contains("sepal_length"), "{out}");
+    // Scores are 64 bits a row: dropped under this policy.
+    let code =
+        "def classify(df):\n    return {'labels': [0] * len(df), 'scores': [float(x) for x in df['id']]}\n";
+    let v = run_on("channel", IRIS, code).await;
+    assert_status(&v, "success");
+    assert!(v["scores"].is_null(), "{v}");
     // Counts only, small groups left out.
     let code =
         "def classify(df):\n    return ['rare' if i < 3 else s for i, s in enumerate(df['species'])]\n";
@@ -558,6 +569,7 @@ async fn the_output_channel_is_bounded_by_the_policy() {
     assert!(v["predictions"].is_null() && v["scores"].is_null(), "{v}");
     let counts = v["label_counts"].as_object().unwrap();
     assert!(!counts.contains_key("rare"), "a group of 3 under a minimum of 10: {v}");
+    assert!(v["row_count"].is_null(), "an exact count would give the small groups away: {v}");
     assert_eq!(counts.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 147);
     // describe_table without sample rows.
     let r: Value = client()
@@ -596,4 +608,27 @@ async fn refused_requests_cost_the_audit_store_little() {
     let verify: Value =
         client().get(format!("{}/audit/verify", shared().base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
+}
+
+/// A request cannot take the zygote (and everyone's requests) down, and a
+/// database's error message does not carry pages of row data.
+#[tokio::test]
+async fn one_request_harms_no_other() {
+    let (status, v) = execute(
+        &shared().base,
+        json!({"sql_query": ONE_ROW, "classifier_code": "def classify(df):\n    return [0]\n",
+               "entrypoint": "A".repeat(300_000)}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let v = run(ONE_ROW, "def classify(df):\n    return [0]\n").await;
+    assert_status(&v, "success");
+    let v = run(
+        "SELECT json_extract('{}', (SELECT group_concat(a.id || ',' || a.species, ';') FROM iris a, iris b)) AS x",
+        "def classify(df):\n    return [0] * len(df)\n",
+    )
+    .await;
+    assert_status(&v, "sql_error");
+    let m = v["error"]["db_message"].as_str().unwrap();
+    assert!(m.len() < 2200, "{} bytes of database message", m.len());
 }

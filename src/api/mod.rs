@@ -30,12 +30,17 @@ pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// is closed or idles out).
 pub const MAX_MCP_SESSIONS_PER_KEY: usize = 16;
 
-/// The MCP sessions each key opened, to cap them per key.
+/// The MCP sessions each key opened (and is opening), to cap them per key.
 struct McpSessions {
     manager: Arc<LocalSessionManager>,
-    by_key: tokio::sync::Mutex<
-        std::collections::HashMap<String, Vec<rmcp::transport::common::server_side_http::SessionId>>,
-    >,
+    by_key: tokio::sync::Mutex<std::collections::HashMap<String, KeySessions>>,
+}
+
+#[derive(Default)]
+struct KeySessions {
+    ids: Vec<rmcp::transport::common::server_side_http::SessionId>,
+    /// `initialize` requests in flight: they hold a place, not the lock.
+    opening: usize,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -90,31 +95,57 @@ async fn mcp_gate(State(s): State<Arc<McpSessions>>, req: Request, next: Next) -
     if !opens {
         return next.run(req).await;
     }
-    let mut by_key = s.by_key.lock().await;
-    let held = by_key.remove(&key).unwrap_or_default();
-    let mut live = Vec::new();
-    for id in held {
-        if s.manager.has_session(&id).await.unwrap_or(false) {
-            live.push(id);
+    {
+        let mut by_key = s.by_key.lock().await;
+        let mine = by_key.entry(key.clone()).or_default();
+        let mut live = Vec::new();
+        for id in std::mem::take(&mut mine.ids) {
+            if s.manager.has_session(&id).await.unwrap_or(false) {
+                live.push(id);
+            }
         }
-    }
-    if live.len() >= MAX_MCP_SESSIONS_PER_KEY {
-        by_key.insert(key, live);
-        return ApiError::TooManySessions {
-            message: format!(
-                "this key has {MAX_MCP_SESSIONS_PER_KEY} MCP sessions open, the most one key may hold; \
-                 reuse one (send its Mcp-Session-Id), close one (DELETE /mcp with its Mcp-Session-Id), \
-                 or wait for an idle one to expire"
-            ),
+        mine.ids = live;
+        if mine.ids.len() + mine.opening >= MAX_MCP_SESSIONS_PER_KEY {
+            return ApiError::TooManySessions {
+                message: format!(
+                    "this key has {MAX_MCP_SESSIONS_PER_KEY} MCP sessions open, the most one key may hold; \
+                     reuse one (send its Mcp-Session-Id), close one (DELETE /mcp with its Mcp-Session-Id), \
+                     or wait for an idle one to expire"
+                ),
+            }
+            .into_response();
         }
-        .into_response();
+        mine.opening += 1;
     }
+    // The place is given back however the request ends (even dropped).
+    let mut opening = Opening(s.clone(), key.clone(), true);
     let resp = next.run(req).await;
+    let mut by_key = s.by_key.lock().await;
+    let mine = by_key.entry(key).or_default();
+    mine.opening = mine.opening.saturating_sub(1);
+    opening.2 = false;
     if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-        live.push(id.into());
+        mine.ids.push(id.into());
     }
-    by_key.insert(key, live);
     resp
+}
+
+/// A key's place for one `initialize` in flight, given back if the request
+/// is dropped before it answers.
+struct Opening(Arc<McpSessions>, String, bool);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if !self.2 {
+            return;
+        }
+        let (s, key) = (self.0.clone(), std::mem::take(&mut self.1));
+        tokio::spawn(async move {
+            let mut by_key = s.by_key.lock().await;
+            let mine = by_key.entry(key).or_default();
+            mine.opening = mine.opening.saturating_sub(1);
+        });
+    }
 }
 
 /// The bearer key (or, for the review pages, the session cookie) → the

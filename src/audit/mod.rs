@@ -98,6 +98,17 @@ pub fn excerpt(text: &str) -> String {
     format!("{}\n… [sluice: {} bytes in all; the sha256 is of the whole text]", &text[..end], text.len())
 }
 
+/// `params` as the audit row keeps them: whole up to `EXCERPT_BYTES` of
+/// JSON, else `{"excerpt": <head of the JSON text>, "bytes": n}`.
+pub fn params_excerpt(params: &[Value]) -> Value {
+    let v = Value::Array(params.to_vec());
+    let text = v.to_string();
+    if text.len() <= EXCERPT_BYTES {
+        return v;
+    }
+    serde_json::json!({"excerpt": excerpt(&text), "bytes": text.len()})
+}
+
 /// One audit record (DESIGN §3 `GET /audit`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -465,14 +476,20 @@ impl AuditStore {
         if let Some(s) = cursor_seq {
             q = q.bind(s);
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        let mut more = rows.len() as i64 > limit;
+        // Rows are read one at a time: a page also ends at MAX_PAGE_BYTES
+        // of records (one at least), before the next is even read.
+        use futures_util::TryStreamExt;
+        let mut rows = q.fetch(&self.pool);
+        let mut more = false;
         let mut records = Vec::new();
         let mut last_seq = None;
-        // A page also ends at MAX_PAGE_BYTES of records (one at least).
         let mut bytes = 0;
-        for row in rows.iter().take(limit as usize) {
-            let r = record_from(row)?;
+        while let Some(row) = rows.try_next().await? {
+            if records.len() as i64 == limit {
+                more = true;
+                break;
+            }
+            let r = record_from(&row)?;
             let size = serde_json::to_vec(&r).map(|v| v.len()).unwrap_or(0);
             if !records.is_empty() && bytes + size > MAX_PAGE_BYTES {
                 more = true;

@@ -382,10 +382,23 @@ impl Drop for Running {
             self.zygote.kill_child(self.id);
         }
         let reaped = self.reaped;
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime to wait on: never hand the uid to another child.
+            std::mem::forget(uid);
+            return;
+        };
         rt.spawn(async move {
-            if !reaped && let Some(mut events) = events {
-                let _ = tokio::time::timeout(BACKSTOP, wait_exit(&mut events)).await;
+            if !reaped {
+                let gone = match events {
+                    Some(mut events) => tokio::time::timeout(BACKSTOP, wait_exit(&mut events)).await.is_ok(),
+                    None => false,
+                };
+                if !gone {
+                    // Not reaped (or not known to be): its uid stays taken.
+                    tracing::warn!("a child was not reported gone; its sandbox uid is retired");
+                    std::mem::forget(uid);
+                    return;
+                }
             }
             drop(uid);
             if let Some(c) = cgroup {

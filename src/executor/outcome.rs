@@ -316,19 +316,30 @@ impl<'de> Deserialize<'de> for Detail {
     }
 }
 
-/// Error details as the response carries them: at most 32 fields, texts
-/// clipped to 16 KiB.
+/// Error details as the response carries them: at most 32 fields and
+/// 16 KiB of text in all (the harness's own messages and tracebacks fit;
+/// a frame the code forged gets no more room than that).
 fn error_value(e: std::collections::BTreeMap<String, Detail>) -> Value {
-    let clip_text = |v: Value| match v {
-        Value::String(s) => Value::String(clip(s, 16 * 1024).0),
+    const BUDGET: usize = 16 * 1024;
+    let mut left = BUDGET;
+    let mut clip_text = |v: Value| match v {
+        Value::String(s) => {
+            let (s, _) = clip(s, left as u64);
+            left -= s.len();
+            Value::String(s)
+        }
         v => v,
     };
+    // The message first: it is what a reader needs.
+    let mut e = e;
+    let message = e.remove_entry("message");
+    let fields: Vec<(String, Detail)> = message.into_iter().chain(e.into_iter().take(31)).collect();
     Value::Object(
-        e.into_iter()
-            .take(32)
+        fields
+            .into_iter()
             .map(|(k, Detail(v))| {
                 let v = match v {
-                    Value::Array(l) => Value::Array(l.into_iter().map(clip_text).collect()),
+                    Value::Array(l) => Value::Array(l.into_iter().map(&mut clip_text).collect()),
                     v => clip_text(v),
                 };
                 (k, v)

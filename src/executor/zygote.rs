@@ -209,9 +209,17 @@ impl Zygote {
         if !self.is_alive() {
             return Err(ExecError::ZygoteGone);
         }
+        let bytes = serde_json::to_vec(header).expect("serializable");
+        // The zygote reads one datagram of at most MAX_EVENT bytes; a larger
+        // request is this request's problem, not the zygote's.
+        if bytes.len() > MAX_EVENT {
+            return Err(ExecError::Start(format!(
+                "the request header is {} bytes, over {MAX_EVENT}",
+                bytes.len()
+            )));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         self.pending.lock().unwrap().insert(id, tx);
-        let bytes = serde_json::to_vec(header).expect("serializable");
         let raw = [child_fds[0].as_raw_fd(), child_fds[1].as_raw_fd()];
         let sent = self
             .ctl

@@ -495,6 +495,25 @@ impl CatalogCache {
 /// A database URL fit to show: the password of `user:password@` and the
 /// value of every query parameter that can carry a credential (`password`,
 /// `sslpassword`, `token`, `secret`, keys…) become `***`.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub fn redact(url: &str) -> String {
     let (head, query) = match url.split_once('?') {
         Some((h, q)) => (h, Some(q)),
@@ -512,7 +531,8 @@ pub fn redact(url: &str) -> String {
     };
     if let Some(q) = query {
         let secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
+            // Names are compared as the driver reads them (%-decoded).
+            let k = percent_decode(k).to_ascii_lowercase();
             ["pass", "pwd", "secret", "token", "key", "auth", "cred"].iter().any(|w| k.contains(w))
         };
         let params: Vec<String> = q
@@ -538,5 +558,6 @@ mod tests {
             "postgres://h/db?user=u&password=***&sslmode=require&sslpassword=***"
         );
         assert_eq!(super::redact("mysql://u:p@h/db?PWD=x&token=y"), "mysql://u:***@h/db?PWD=***&token=***");
+        assert_eq!(super::redact("postgres://h/db?p%61ssword=x"), "postgres://h/db?p%61ssword=***");
     }
 }
