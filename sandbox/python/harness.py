@@ -10,11 +10,11 @@ environment and `-I -B`. The process:
 3. checks it is still single-threaded (forking a threaded process is unsafe),
 4. serves requests on the control socket (fd 0, a Unix SOCK_DGRAM): each
    request carries two pipe fds; the zygote forks a child that enters the
-   sandbox (its own scratch tmpfs and uid first), reads code and rows from the first pipe, runs `classify(df)` and
-   writes one JSON result to the second pipe. The zygote reaps the child,
-   enforces the wall-clock limit, kills it when the server says its request
-   ended, and reports the ending (signal, exit code,
-   CPU, peak memory) to the server.
+   sandbox (its own scratch tmpfs and uid first), reads code and rows from
+   the first pipe, runs `classify(df)` and writes one JSON result to the
+   second pipe. The zygote reaps the child, enforces the wall-clock limit,
+   kills it when the server says its request ended, and reports the ending
+   (signal, exit code, CPU, peak memory) to the server.
 
 The zygote never reads request data and never runs user code itself.
 """
