@@ -82,7 +82,7 @@ impl Jail {
             Layer {
                 name: "process",
                 active: true,
-                detail: "one fork per request, killed at its deadline".into(),
+                detail: "one fork per request, killed when its request ends or at its deadline".into(),
             },
             Layer {
                 name: "network_namespace",
