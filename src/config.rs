@@ -47,6 +47,16 @@ impl DataDir {
     }
 }
 
+/// When process `pid` started (clock ticks since boot, field 22 of its
+/// stat), if it is running: with the pid, it names one process even after
+/// the pid is reused.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from
+    // the last `)`, which ends field 2.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Number of CPUs this process may use (the default request concurrency).
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

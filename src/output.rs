@@ -30,8 +30,9 @@ impl Violation {
     }
 }
 
-/// Check labels against the policy's kinds, label size and distinct count.
-pub fn check(o: &Output, policy: &str, labels: &[Value]) -> Result<(), Violation> {
+/// Check labels against the policy's kinds, label size and distinct count
+/// (`distinct`: the keys of their `counts`, already made for the response).
+pub fn check(o: &Output, policy: &str, labels: &[Value], distinct: usize) -> Result<(), Violation> {
     for (i, l) in labels.iter().enumerate() {
         match l {
             Value::String(s) if o.labels == LabelKinds::Numbers => {
@@ -61,19 +62,16 @@ pub fn check(o: &Output, policy: &str, labels: &[Value]) -> Result<(), Violation
             _ => {}
         }
     }
-    if o.max_distinct_labels > 0 {
-        let distinct = counts(labels).len() as u64;
-        if distinct > o.max_distinct_labels {
-            return Err(Violation {
-                reason: "too_many_labels",
-                message: format!(
-                    "the result has {distinct} distinct labels; policy `{policy}` allows at most {}: \
-                     return a few classes, not a value per row",
-                    o.max_distinct_labels
-                ),
-                index: None,
-            });
-        }
+    if o.max_distinct_labels > 0 && distinct as u64 > o.max_distinct_labels {
+        return Err(Violation {
+            reason: "too_many_labels",
+            message: format!(
+                "the result has {distinct} distinct labels; policy `{policy}` allows at most {}: \
+                 return a few classes, not a value per row",
+                o.max_distinct_labels
+            ),
+            index: None,
+        });
     }
     Ok(())
 }
@@ -99,6 +97,7 @@ pub fn suppress(counts: BTreeMap<String, u64>, min: u64) -> BTreeMap<String, u64
 /// What the audit record keeps of what left the sandbox.
 pub fn summary(
     labels: Option<&[Value]>,
+    distinct: usize,
     returned: &str,
     stdout: &str,
     stderr: &str,
@@ -113,7 +112,7 @@ pub fn summary(
     if let Some(l) = labels {
         let text = serde_json::to_string(l).unwrap_or_default();
         s["labels"] = json!(l.len());
-        s["distinct_labels"] = json!(counts(l).len());
+        s["distinct_labels"] = json!(distinct);
         s["labels_bytes"] = json!(text.len());
         s["labels_sha256"] = json!(hex::encode(Sha256::digest(text.as_bytes())));
     }
@@ -130,19 +129,11 @@ pub fn clip(s: &str, limit: usize) -> String {
     if s.len() <= limit {
         return s.to_string();
     }
-    let mut end = limit;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} bytes in all]", &s[..end], s.len())
+    format!("{}… [{} bytes in all]", &s[..s.floor_char_boundary(limit)], s.len())
 }
 
 fn excerpt(s: &str) -> String {
-    let mut end = s.len().min(EXCERPT_BYTES);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    s[..s.floor_char_boundary(EXCERPT_BYTES)].to_string()
 }
 
 #[cfg(test)]
@@ -153,26 +144,26 @@ mod tests {
     fn the_bounds_hold_and_say_what_is_allowed() {
         let mut o = Output::default();
         let labels = [json!("a"), json!("bb"), json!(1), json!("a")];
-        assert!(check(&o, "p", &labels).is_ok());
+        assert!(check(&o, "p", &labels, 3).is_ok());
         o.labels = LabelKinds::Numbers;
-        let v = check(&o, "p", &labels).unwrap_err();
+        let v = check(&o, "p", &labels, 3).unwrap_err();
         assert_eq!((v.reason, v.index), ("label_kind", Some(0)));
         assert!(v.message.contains("policy `p`") && v.message.contains("numbers"), "{}", v.message);
         o.labels = LabelKinds::Any;
         o.max_label_bytes = 1;
-        assert_eq!(check(&o, "p", &labels).unwrap_err().index, Some(1));
+        assert_eq!(check(&o, "p", &labels, 3).unwrap_err().index, Some(1));
         o.max_label_bytes = 0;
         o.max_distinct_labels = 2;
-        assert_eq!(check(&o, "p", &labels).unwrap_err().reason, "too_many_labels");
+        assert_eq!(check(&o, "p", &labels, 3).unwrap_err().reason, "too_many_labels");
         o.max_distinct_labels = 3;
-        assert!(check(&o, "p", &labels).is_ok());
+        assert!(check(&o, "p", &labels, 3).is_ok());
     }
 
     #[test]
     fn small_groups_are_left_out_and_the_audit_keeps_a_fingerprint() {
         let c = suppress(counts(&[json!("a"), json!("a"), json!("b")]), 2);
         assert_eq!(c, BTreeMap::from([("a".to_string(), 2)]));
-        let s = summary(Some(&[json!("a"), json!(1)]), "counts", "x".repeat(5000).as_str(), "", false);
+        let s = summary(Some(&[json!("a"), json!(1)]), 2, "counts", "x".repeat(5000).as_str(), "", false);
         assert_eq!(s["distinct_labels"], 2);
         assert_eq!(s["labels_sha256"].as_str().unwrap().len(), 64);
         assert_eq!(s["stdout_excerpt"].as_str().unwrap().len(), EXCERPT_BYTES);

@@ -820,39 +820,47 @@ impl ExecuteResponse {
     fn shape_output(&mut self, policy: &Policy) {
         let o = &policy.output;
         let stdout_returned = o.stdout == crate::policy::StdoutMode::Return;
-        let labels = self.predictions.clone();
+        // The labels move out for the checks and the summary, and back in
+        // only if they are returned.
+        let labels = self.predictions.take();
+        let distinct = self.label_counts.as_ref().map_or(0, |c| c.len());
         let returned = match &labels {
-            Some(l) if self.status == Status::Success => match crate::output::check(o, &policy.name, l) {
-                Err(v) => {
-                    self.set_error(Status::InvalidOutput, v.detail());
-                    "nothing"
-                }
-                Ok(()) if o.counts_only => {
-                    self.label_counts =
-                        self.label_counts.take().map(|c| crate::output::suppress(c, o.min_group_size));
-                    self.predictions = None;
-                    self.scores = None;
-                    // The exact count would tell a one-row predicate's answer
-                    // and the size of the groups left out.
-                    self.row_count = None;
-                    "counts"
-                }
-                Ok(()) => {
-                    if !o.scores {
-                        self.scores = None;
+            Some(l) if self.status == Status::Success => {
+                match crate::output::check(o, &policy.name, l, distinct) {
+                    Err(v) => {
+                        self.set_error(Status::InvalidOutput, v.detail());
+                        "nothing"
                     }
-                    "labels"
+                    Ok(()) if o.counts_only => {
+                        self.label_counts =
+                            self.label_counts.take().map(|c| crate::output::suppress(c, o.min_group_size));
+                        self.scores = None;
+                        // The exact count would tell a one-row predicate's
+                        // answer and the size of the groups left out.
+                        self.row_count = None;
+                        "counts"
+                    }
+                    Ok(()) => {
+                        if !o.scores {
+                            self.scores = None;
+                        }
+                        "labels"
+                    }
                 }
-            },
+            }
             _ => "error",
         };
         self.output = Some(crate::output::summary(
             labels.as_deref(),
+            distinct,
             returned,
             &self.stdout,
             &self.stderr,
             stdout_returned,
         ));
+        if returned == "labels" {
+            self.predictions = labels;
+        }
         if !stdout_returned {
             self.stdout.clear();
             self.stderr.clear();

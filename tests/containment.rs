@@ -72,6 +72,18 @@ async fn run_on(policy: &str, sql: &str, code: &str) -> Value {
     v
 }
 
+/// The audit record of the execution `v` answered, read with the admin key.
+async fn audit_record(server: &Server, v: &Value) -> Value {
+    let id = v["execution_id"].as_str().unwrap();
+    client().get(format!("{}/audit/{id}", server.base)).send().await.unwrap().json().await.unwrap()
+}
+
+/// POST /tools/call with `key`.
+async fn tool_call(server: &Server, key: &str, call: &Value) -> Value {
+    let r = reqwest::Client::new().post(format!("{}/tools/call", server.base)).bearer_auth(key).json(call);
+    r.send().await.unwrap().json().await.unwrap()
+}
+
 /// This process's (the server's) limit line for `resource` in /proc.
 fn server_limit(resource: &str) -> String {
     std::fs::read_to_string("/proc/self/limits")
@@ -234,9 +246,7 @@ def classify(df):
     assert!(!status.contains("python"), "the child {pid} outlived its request:\n{status}");
     let cpu = v["resources"]["cpu_ms"].as_u64().unwrap();
     assert!(cpu >= 350, "CPU comes from the kernel, not the child's frame: {v}");
-    let id = v["execution_id"].as_str().unwrap();
-    let rec: Value =
-        client().get(format!("{}/audit/{id}", shared().base)).send().await.unwrap().json().await.unwrap();
+    let rec = audit_record(shared(), &v).await;
     assert!(rec["resources"]["cpu_ms"].as_u64().unwrap() >= 350, "{rec}");
 }
 
@@ -293,16 +303,7 @@ async fn a_key_without_the_execute_role_reads_no_rows_through_the_tools() {
         json!({"type": "tool_use", "id": "t3", "name": "execute_classifier",
                "input": {"sql_query": ONE_ROW, "classifier_code": "def classify(df):\n    return [0]\n"}}),
     ] {
-        let r: Value = http
-            .post(format!("{}/tools/call", shared().base))
-            .bearer_auth(&secret)
-            .json(&call)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = tool_call(shared(), &secret, &call).await;
         assert_eq!(r["is_error"], true, "{call}: {r}");
         let text = r["content"].as_str().unwrap();
         assert!(text.contains("`execute`") && !text.contains("setosa"), "{call}: {r}");
@@ -547,9 +548,7 @@ async fn the_output_channel_is_bounded_by_the_policy() {
     let v = run_on("channel", IRIS, code).await;
     assert_status(&v, "success");
     assert_eq!(v["stdout"], "", "{v}");
-    let id = v["execution_id"].as_str().unwrap();
-    let rec: Value =
-        client().get(format!("{}/audit/{id}", server().base)).send().await.unwrap().json().await.unwrap();
+    let rec = audit_record(server(), &v).await;
     let out = &rec["output"];
     assert_eq!(out["returned"], "labels", "{rec}");
     assert_eq!(out["distinct_labels"], 3);
@@ -572,16 +571,9 @@ async fn the_output_channel_is_bounded_by_the_policy() {
     assert!(v["row_count"].is_null(), "an exact count would give the small groups away: {v}");
     assert_eq!(counts.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 147);
     // describe_table without sample rows.
-    let r: Value = client()
-        .post(format!("{}/tools/call", server().base))
-        .json(&json!({"type": "tool_use", "id": "d", "name": "describe_table",
-                      "input": {"table": "iris", "policy": "channel"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let call = json!({"type": "tool_use", "id": "d", "name": "describe_table",
+                      "input": {"table": "iris", "policy": "channel"}});
+    let r = tool_call(server(), common::key(), &call).await;
     assert_eq!(r["is_error"], false, "{r}");
     assert_eq!(r["structured_content"]["sample_rows"], json!([]), "{r}");
 }
@@ -592,18 +584,14 @@ async fn the_output_channel_is_bounded_by_the_policy() {
 async fn refused_requests_cost_the_audit_store_little() {
     let long_sql = format!("SELECT 1 AS x /* {} */ FROM nowhere_at_all", "y".repeat(200_000));
     let v = run(&long_sql, "def classify(df):\n    return [0]\n").await;
-    let id = v["execution_id"].as_str().unwrap();
-    let rec: Value =
-        client().get(format!("{}/audit/{id}", shared().base)).send().await.unwrap().json().await.unwrap();
+    let rec = audit_record(shared(), &v).await;
     let kept = rec["sql_query"].as_str().unwrap();
     assert!(kept.len() < 9 * 1024 && kept.contains("200"), "{} bytes kept", kept.len());
     assert_eq!(rec["sql_sha256"], sluice::audit::sha256_hex(&long_sql));
     let code = format!("# {}\ndef classify(df):\n    return [0] * len(df)\n", "z".repeat(20_000));
     let v = run(ONE_ROW, &code).await;
     assert_status(&v, "success");
-    let id = v["execution_id"].as_str().unwrap();
-    let rec: Value =
-        client().get(format!("{}/audit/{id}", shared().base)).send().await.unwrap().json().await.unwrap();
+    let rec = audit_record(shared(), &v).await;
     assert_eq!(rec["classifier_code"].as_str().unwrap(), code, "code that ran is kept whole");
     let verify: Value =
         client().get(format!("{}/audit/verify", shared().base)).send().await.unwrap().json().await.unwrap();

@@ -46,6 +46,18 @@ fn rw_access(abi: ABI) -> BitFlags<AccessFs> {
     AccessFs::from_all(abi) & !(AccessFs::Execute | AccessFs::MakeChar | AccessFs::MakeBlock)
 }
 
+/// The lines of a spec: each path and whether it is writable (`rw:`).
+pub fn parse(spec: &str) -> Result<Vec<(&str, bool)>, i32> {
+    spec.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| match line.split_once(':').ok_or(libc::EINVAL)? {
+            ("r", path) => Ok((path, false)),
+            ("rw", path) => Ok((path, true)),
+            _ => Err(libc::EINVAL),
+        })
+        .collect()
+}
+
 /// Restrict the calling process (and its future threads) to `spec`.
 pub fn apply(spec: &str) -> Result<Enforced, i32> {
     let abi = TARGET;
@@ -55,13 +67,8 @@ pub fn apply(spec: &str) -> Result<Enforced, i32> {
         .and_then(|r| r.scope(Scope::Signal | Scope::AbstractUnixSocket))
         .and_then(|r| r.create())
         .map_err(|_| libc::EINVAL)?;
-    for line in spec.lines().filter(|l| !l.trim().is_empty()) {
-        let (kind, path) = line.split_once(':').ok_or(libc::EINVAL)?;
-        let wanted = match kind {
-            "r" => AccessFs::from_read(abi),
-            "rw" => rw_access(abi),
-            _ => return Err(libc::EINVAL),
-        };
+    for (path, writable) in parse(spec)? {
+        let wanted = if writable { rw_access(abi) } else { AccessFs::from_read(abi) };
         // A path that does not exist on this host is simply not granted.
         let Ok(fd) = PathFd::new(path) else { continue };
         let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);

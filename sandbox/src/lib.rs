@@ -61,14 +61,10 @@ pub unsafe extern "C" fn sluice_expose(spec: *const u8, len: usize, uid: u32) ->
     // SAFETY: the caller passes a live buffer of `len` bytes.
     let bytes = unsafe { std::slice::from_raw_parts(spec, len) };
     let Ok(text) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
-    let paths: Vec<_> = text
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("rw:")
-                .map(|p| (p.into(), true))
-                .or_else(|| l.strip_prefix("r:").map(|p| (p.into(), false)))
-        })
-        .collect();
+    let paths: Vec<_> = match fs_rules::parse(text) {
+        Ok(lines) => lines.into_iter().map(|(p, w)| (p.into(), w)).collect(),
+        Err(e) => return -e,
+    };
     match namespaces::expose(&paths, uid) {
         Ok(covered) => covered.len() as i32,
         Err(e) => -e.abs(),

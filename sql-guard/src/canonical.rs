@@ -275,11 +275,7 @@ pub fn check(
 }
 
 fn excerpt(text: &str, at: usize) -> &str {
-    let mut end = (at + 24).min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[at..end]
+    &text[at..text.floor_char_boundary(at + 24)]
 }
 
 #[cfg(test)]

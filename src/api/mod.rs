@@ -148,6 +148,15 @@ impl Drop for Opening {
     }
 }
 
+/// The key of an `Authorization: Bearer <key>` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|k| k.trim().to_string())
+}
+
 /// The bearer key (or, for the review pages, the session cookie) → the
 /// caller, or 401.
 async fn authenticate(
@@ -156,12 +165,7 @@ async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").map(|k| k.trim().to_string()))
-        .or_else(|| crate::ui::session_key(req.headers()));
+    let presented = bearer(req.headers()).or_else(|| crate::ui::session_key(req.headers()));
     let Some(key) = presented else {
         if req.uri().path().starts_with("/ui/") {
             return crate::ui::login_redirect(req.uri());
@@ -355,12 +359,7 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     let (ready, body) = app.readiness().await;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|k| k.trim().to_string());
-    let detailed = match key {
+    let detailed = match bearer(&headers) {
         Some(k) => matches!(app.audit.authenticate(&k).await, Ok(Some(p)) if p.has(Role::Audit)),
         None => false,
     };

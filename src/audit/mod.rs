@@ -17,6 +17,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
+use crate::config::process_start;
 use crate::sql::redact;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +92,8 @@ pub fn excerpt(text: &str) -> String {
     if text.len() <= EXCERPT_BYTES {
         return text.to_string();
     }
-    let mut end = EXCERPT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n… [sluice: {} bytes in all; the sha256 is of the whole text]", &text[..end], text.len())
+    let head = &text[..text.floor_char_boundary(EXCERPT_BYTES)];
+    format!("{head}\n… [sluice: {} bytes in all; the sha256 is of the whole text]", text.len())
 }
 
 /// `params` as the audit row keeps them: whole up to `EXCERPT_BYTES` of
@@ -214,14 +212,8 @@ fn parse_time(field: &'static str, s: &str) -> Result<String, AuditError> {
 fn server_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let pid = std::process::id();
-    format!("{}:{}:{}", host.trim(), pid, process_start(pid).unwrap_or_default())
-}
-
-/// A process's start time in clock ticks since boot (field 22 of stat).
-fn process_start(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19).map(String::from)
+    let start = process_start(pid).map(|s| s.to_string()).unwrap_or_default();
+    format!("{}:{}:{}", host.trim(), pid, start)
 }
 
 const COLUMNS: &str = "execution_id, status, created_at, finished_at, principal, client_addr, policy, environment, \
@@ -387,7 +379,7 @@ impl AuditStore {
             let alive = pid
                 .and_then(|p| p.parse::<u32>().ok())
                 .and_then(process_start)
-                .is_some_and(|s| Some(s.as_str()) == start);
+                .is_some_and(|s| Some(s.to_string().as_str()) == start);
             if !alive {
                 let f = Finish {
                     status: "interrupted".into(),

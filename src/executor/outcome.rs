@@ -231,38 +231,7 @@ pub struct Scalar(pub Value);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON scalar")
-            }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar(Value::Null))
-            }
-            fn visit_none<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar(Value::Null))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
-                Ok(Scalar(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar(Value::from(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(Value::from(v)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(Value::from(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar(Value::String(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
-                Ok(Scalar(Value::String(v)))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(Flat { lists: false }).map(Scalar)
     }
 }
 
@@ -273,46 +242,58 @@ pub struct Detail(Value);
 
 impl<'de> Deserialize<'de> for Detail {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // One visitor, no buffering: a nested value fails at its first byte.
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Detail;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a scalar or a list of at most 100 scalars")
-            }
-            fn visit_unit<E>(self) -> Result<Detail, E> {
-                Ok(Detail(Value::Null))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Detail, E> {
-                Ok(Detail(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Detail, E> {
-                Ok(Detail(Value::from(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Detail, E> {
-                Ok(Detail(Value::from(v)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Detail, E> {
-                Ok(Detail(Value::from(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Detail, E> {
-                Ok(Detail(Value::String(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Detail, E> {
-                Ok(Detail(Value::String(v)))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Detail, A::Error> {
-                let mut out = Vec::new();
-                while let Some(Scalar(v)) = seq.next_element()? {
-                    if out.len() == 100 {
-                        return Err(serde::de::Error::custom("more than 100 items"));
-                    }
-                    out.push(v);
-                }
-                Ok(Detail(Value::Array(out)))
-            }
+        d.deserialize_any(Flat { lists: true }).map(Detail)
+    }
+}
+
+/// The one visitor behind `Scalar` and `Detail`, without buffering: a
+/// nested value fails at its first byte. `lists`: also a list of at most
+/// 100 scalars.
+struct Flat {
+    lists: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for Flat {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(if self.lists { "a scalar or a list of at most 100 scalars" } else { "a JSON scalar" })
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        if !self.lists {
+            return Err(serde::de::Error::invalid_type(serde::de::Unexpected::Seq, &self));
         }
-        d.deserialize_any(V)
+        let mut out = Vec::new();
+        while let Some(Scalar(v)) = seq.next_element()? {
+            if out.len() == 100 {
+                return Err(serde::de::Error::custom("more than 100 items"));
+            }
+            out.push(v);
+        }
+        Ok(Value::Array(out))
     }
 }
 
@@ -351,16 +332,10 @@ fn error_value(e: std::collections::BTreeMap<String, Detail>) -> Value {
 /// `s` cut to at most `limit` bytes on a character boundary, and whether it
 /// was cut.
 fn clip(mut s: String, limit: u64) -> (String, bool) {
-    let limit = limit as usize;
-    if s.len() <= limit {
-        return (s, false);
-    }
-    let mut end = limit;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = s.floor_char_boundary(limit as usize);
+    let cut = end < s.len();
     s.truncate(end);
-    (s, true)
+    (s, cut)
 }
 
 fn keep_output(o: &mut Outcome, r: Option<&ChildResult>, limits: &ChildLimits) {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::config::process_start;
+
 /// Entries not named after a server (older layouts) are removed once they
 /// are older than any request can run.
 const LEGACY_AGE: Duration = Duration::from_secs(600);
@@ -27,7 +29,7 @@ pub fn prepare(root: &Path) -> std::io::Result<PathBuf> {
     for e in std::fs::read_dir(root)?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let stale = match owner(&name) {
-            Some((pid, start)) => start_time(pid) != Some(start),
+            Some((pid, start)) => process_start(pid) != Some(start),
             None => e
                 .metadata()
                 .and_then(|m| m.modified())
@@ -38,7 +40,7 @@ pub fn prepare(root: &Path) -> std::io::Result<PathBuf> {
         }
     }
     let pid = std::process::id();
-    let start = start_time(pid).unwrap_or(0);
+    let start = process_start(pid).unwrap_or(0);
     let mine = root.join(format!("{pid}-{start}-{}", N.fetch_add(1, Ordering::SeqCst)));
     b.create(&mine)?;
     set_mode(&mine)?;
@@ -54,15 +56,6 @@ fn owner(name: &str) -> Option<(u32, u64)> {
     Some((pid, start))
 }
 
-/// When `pid` started (clock ticks since boot), if it is running: with the
-/// pid, it names one process even after the pid is reused.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields count from
-    // the last `)`. starttime is field 22; after `)` come fields 3…
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
-}
-
 fn set_mode(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
@@ -75,7 +68,7 @@ mod tests {
     #[test]
     fn dead_servers_leftovers_go_and_live_ones_stay() {
         let root = tempfile::tempdir().unwrap();
-        let live = format!("1-{}-0/request", start_time(1).unwrap());
+        let live = format!("1-{}-0/request", process_start(1).unwrap());
         std::fs::create_dir_all(root.path().join(&live)).unwrap();
         // pid 1 with another start time: a server that had pid 1 once.
         std::fs::create_dir_all(root.path().join("1-5-0/x")).unwrap();
