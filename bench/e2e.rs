@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use sluice::app::{App, AppConfig};
 use sluice::audit::keys::Role;
 use sluice::config::DataDir;
 use sluice::environment::Environments;
-use sluice::service::{App, AppConfig};
 
 const TRIVIAL: &str =
     "def classify(df):\n    return ['wide' if w > 1.0 else 'narrow' for w in df['petal_width']]\n";
@@ -38,10 +38,12 @@ async fn start(data_dir: &std::path::Path, audited: bool) -> (String, String, Ar
     cfg.benchmark_without_audit = !audited;
     let app = Arc::new(App::build(cfg).await.expect("build"));
     app.warm_up().await.expect("warm up");
-    let (_, key) = app.audit.create_key("bench", &[Role::Admin], None).await.expect("key");
+    let admin = sluice::app::Caller::local("bench");
+    let keys = app.keys(&sluice::app::grant::<sluice::app::act::ManageKeys>(&admin).expect("admin"));
+    let (_, key) = keys.create_key("bench", &[Role::Admin], None).await.expect("key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(sluice::server::serve(listener, app.clone()));
+    tokio::spawn(sluice::http::serve(listener, app.clone()));
     (base, key, app)
 }
 

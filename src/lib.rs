@@ -1,7 +1,9 @@
 //! sluice: run an LLM-written Python classifier over the rows of one
 //! read-only SQL query, inside a sandbox. See ARCHITECTURE.md for the map.
+//! The server crate has no `unsafe`: that lives in the sandbox crate.
+#![forbid(unsafe_code)]
 
-pub mod api;
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod code;
@@ -9,14 +11,11 @@ pub mod config;
 pub mod demo;
 pub mod environment;
 pub mod executor;
-pub mod jail;
+pub mod http;
+pub mod mcp;
 pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod runtime;
-pub mod server;
-pub mod service;
 pub mod sql;
-pub mod tools;
-pub mod ui;
-pub mod verdict;
+pub mod status;

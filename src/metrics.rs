@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::status::Status;
+
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
 
@@ -15,7 +17,7 @@ pub struct Metrics {
 
 #[derive(Default)]
 struct Inner {
-    by_status: BTreeMap<String, u64>,
+    by_status: BTreeMap<Status, u64>,
     buckets: Vec<u64>,
     sum_s: f64,
     count: u64,
@@ -23,9 +25,9 @@ struct Inner {
 
 impl Metrics {
     /// Record one finished request.
-    pub fn observe(&self, status: &str, seconds: f64) {
+    pub fn observe(&self, status: Status, seconds: f64) {
         let mut m = self.inner.lock().unwrap();
-        *m.by_status.entry(status.to_string()).or_insert(0) += 1;
+        *m.by_status.entry(status).or_insert(0) += 1;
         if m.buckets.is_empty() {
             m.buckets = vec![0; BUCKETS.len()];
         }
@@ -65,12 +67,14 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use crate::status::Status;
+
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
         let m = super::Metrics::default();
-        m.observe("success", 0.02);
-        m.observe("success", 0.2);
-        m.observe("timeout", 40.0);
+        m.observe(Status::Success, 0.02);
+        m.observe(Status::Success, 0.2);
+        m.observe(Status::Timeout, 40.0);
         let text = m.render(&[("sluice_up", "Always 1.", 1.0)]);
         assert!(text.contains("sluice_executions_total{status=\"success\"} 2\n"), "{text}");
         assert!(text.contains("sluice_execution_seconds_bucket{le=\"0.025\"} 1\n"), "{text}");

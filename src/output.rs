@@ -141,6 +141,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn label_counts_use_json_text() {
+        let c = counts(&[
+            serde_json::json!("a"),
+            serde_json::json!(1),
+            serde_json::json!(true),
+            serde_json::json!(null),
+            serde_json::json!(1),
+            serde_json::json!(0.5),
+        ]);
+        assert_eq!(c["a"], 1);
+        assert_eq!(c["1"], 2);
+        assert_eq!(c["true"], 1);
+        assert_eq!(c["null"], 1);
+        assert_eq!(c["0.5"], 1);
+    }
+
+    #[test]
     fn the_bounds_hold_and_say_what_is_allowed() {
         let mut o = Output::default();
         let labels = [json!("a"), json!("bb"), json!(1), json!("a")];

@@ -1,13 +1,27 @@
-//! The files the zygote runs from: the Python harness and the sandbox
-//! cdylib, both embedded in this binary and written once per content hash
-//! under `<data dir>/runtime/<hash>/`, so a new build never runs old files
-//! and a running server's files are never overwritten.
+//! The files the zygote runs from: the Python harness (an entry point and
+//! the modules it imports) and the sandbox cdylib, all embedded in this
+//! binary and written once per content hash under `<data dir>/runtime/<hash>/`,
+//! so a new build never runs old files and a running server's files are never
+//! overwritten.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-const HARNESS: &[u8] = include_bytes!("../sandbox/python/harness.py");
+/// The entry point the zygote is started with; it imports the others from
+/// its own directory.
+const HARNESS: &str = "harness.py";
+
+/// Every Python file of the harness, by file name. A module harness.py
+/// imports must be listed here (the `every_module_*` test checks).
+const PYTHON: &[(&str, &[u8])] = &[
+    ("harness.py", include_bytes!("../sandbox/python/harness.py")),
+    ("native.py", include_bytes!("../sandbox/python/native.py")),
+    ("zygote.py", include_bytes!("../sandbox/python/zygote.py")),
+    ("enter.py", include_bytes!("../sandbox/python/enter.py")),
+    ("runner.py", include_bytes!("../sandbox/python/runner.py")),
+];
+const CDYLIB_NAME: &str = "libsluice_sandbox.so";
 const CDYLIB: &[u8] = include_bytes!(env!("SLUICE_SANDBOX_CDYLIB"));
 
 #[derive(Debug, Clone)]
@@ -17,7 +31,7 @@ pub struct RuntimeFiles {
 }
 
 impl RuntimeFiles {
-    /// The directory holding both (and nothing of the server's).
+    /// The directory holding all of them (and nothing of the server's).
     pub fn dir(&self) -> PathBuf {
         self.harness.parent().map(Path::to_path_buf).unwrap_or_default()
     }
@@ -25,15 +39,21 @@ impl RuntimeFiles {
 
 pub fn install(runtime_dir: &Path) -> std::io::Result<RuntimeFiles> {
     let mut h = Sha256::new();
-    h.update(HARNESS);
-    h.update(CDYLIB);
+    for (name, bytes) in PYTHON.iter().chain([(CDYLIB_NAME, CDYLIB)].iter()) {
+        // Name and length too: moving code between files changes the hash.
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
     let dir = runtime_dir.join(hex::encode(&h.finalize()[..8]));
-    let files = RuntimeFiles { harness: dir.join("harness.py"), cdylib: dir.join("libsluice_sandbox.so") };
-    if files.harness.exists() && files.cdylib.exists() {
+    let files = RuntimeFiles { harness: dir.join(HARNESS), cdylib: dir.join(CDYLIB_NAME) };
+    if PYTHON.iter().all(|(name, _)| dir.join(name).exists()) && files.cdylib.exists() {
         return Ok(files);
     }
     std::fs::create_dir_all(&dir)?;
-    write_atomic(&files.harness, HARNESS)?;
+    for (name, bytes) in PYTHON {
+        write_atomic(&dir.join(name), bytes)?;
+    }
     write_atomic(&files.cdylib, CDYLIB)?;
     Ok(files)
 }
@@ -46,10 +66,44 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::{HARNESS, PYTHON};
+
+    fn python(name: &str) -> &'static str {
+        let bytes: &'static [u8] = PYTHON.iter().find(|(n, _)| *n == name).expect("embedded").1;
+        std::str::from_utf8(bytes).unwrap()
+    }
+
     #[test]
     fn harness_expects_the_cdylib_abi_this_binary_embeds() {
-        let harness = std::str::from_utf8(super::HARNESS).unwrap();
         let want = format!("ABI_VERSION = {}", sluice_sandbox::ABI_VERSION);
-        assert!(harness.contains(&want), "harness.py must declare `{want}`");
+        assert!(python(HARNESS).contains(&want), "harness.py must declare `{want}`");
+    }
+
+    /// The child cannot read the runtime directory once landlocked, and the
+    /// zygote finds its modules only there: a module the harness imports
+    /// but this binary does not write fails every start.
+    #[test]
+    fn every_module_the_harness_imports_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox/python");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("py") {
+                continue;
+            }
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap().to_string();
+            let plain = format!("import {stem}");
+            let from = format!("from {stem} import ");
+            let imported = PYTHON.iter().any(|(_, bytes)| {
+                std::str::from_utf8(bytes).unwrap().lines().any(|line| {
+                    let line = line.trim_start();
+                    line.split('#').next().unwrap_or("").trim_end() == plain || line.starts_with(&from)
+                })
+            });
+            let name = format!("{stem}.py");
+            assert!(
+                !imported || PYTHON.iter().any(|(n, _)| *n == name),
+                "{name} is imported by the harness but not embedded in src/runtime.rs"
+            );
+        }
     }
 }

@@ -65,12 +65,8 @@ fn mcp_over_stdio_with_the_python_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_over_streamable_http_with_the_python_sdk() {
     let base = shared().base.clone();
-    let (key, secret) = shared()
-        .app
-        .audit
-        .create_key("mcp-agent", &[sluice::audit::keys::Role::Execute], None)
-        .await
-        .unwrap();
+    let (key, secret) =
+        common::keys().create_key("mcp-agent", &[sluice::audit::keys::Role::Execute], None).await.unwrap();
     let v = tokio::task::spawn_blocking(move || python_client(&["http", &format!("{base}/mcp"), &secret]))
         .await
         .unwrap();

@@ -25,7 +25,7 @@ async fn sign_in_filter_and_open_a_record_in_chromium() {
     let v = run_with(json!({"sql_query": "SELECT 2 AS ui_probe", "classifier_code": "def classify(df):\n    return [1]\n"})).await;
     assert_status(&v, "success");
 
-    let (_, key) = shared().app.audit.create_key("ui-reviewer", &[Role::Audit], None).await.unwrap();
+    let (_, key) = common::keys().create_key("ui-reviewer", &[Role::Audit], None).await.unwrap();
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-artifacts");
     std::fs::create_dir_all(&out_dir).unwrap();
     let base = shared().base.clone();
@@ -57,7 +57,7 @@ async fn the_page_needs_an_audit_key() {
     assert_eq!(r.status().as_u16(), 303);
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/ui/login"));
     // An execute-only key cannot sign in.
-    let (_, runner) = shared().app.audit.create_key("ui-runner", &[Role::Execute], None).await.unwrap();
+    let (_, runner) = common::keys().create_key("ui-runner", &[Role::Execute], None).await.unwrap();
     // (The sign-in form carries the token its page set as a cookie.)
     let page = c.get(format!("{base}/ui/login")).send().await.unwrap();
     let set = page.headers()["set-cookie"].to_str().unwrap().to_string();

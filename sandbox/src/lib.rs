@@ -13,6 +13,9 @@
 //! no_new_privs) → user code. (The server moves the child into its cgroup
 //! before it sends the request.)
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(unsafe_op_in_unsafe_fn)]
+
 pub mod fs_rules;
 pub mod limits;
 pub mod namespaces;
@@ -55,10 +58,13 @@ pub extern "C" fn sluice_isolate(id_base: u32, id_count: u32) -> i32 {
 /// Returns how many directories were covered, or a negated errno.
 ///
 /// # Safety
-/// `spec` must point to `len` readable bytes.
+/// `spec` must be non-null and point to `len` readable bytes (even when
+/// `len` is 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sluice_expose(spec: *const u8, len: usize, uid: u32) -> i32 {
-    // SAFETY: the caller passes a live buffer of `len` bytes.
+    // SAFETY: per the contract above, `spec` is non-null and points to `len`
+    // readable bytes that live for the call (the harness passes a Python
+    // bytes object); `u8` needs no alignment.
     let bytes = unsafe { std::slice::from_raw_parts(spec, len) };
     let Ok(text) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
     let paths: Vec<_> = match fs_rules::parse(text) {
@@ -76,10 +82,13 @@ pub unsafe extern "C" fn sluice_expose(spec: *const u8, len: usize, uid: u32) ->
 /// current one), then no capabilities.
 ///
 /// # Safety
-/// `scratch` must point to `len` readable bytes.
+/// `scratch` must be non-null and point to `len` readable bytes (even when
+/// `len` is 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sluice_enter(scratch: *const u8, len: usize, scratch_bytes: u64, uid: i64) -> i32 {
-    // SAFETY: the caller passes a live buffer of `len` bytes.
+    // SAFETY: per the contract above, `scratch` is non-null and points to `len`
+    // readable bytes that live for the call (the harness passes a Python
+    // bytes object); `u8` needs no alignment.
     let bytes = unsafe { std::slice::from_raw_parts(scratch, len) };
     let Ok(path) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
     let uid = u32::try_from(uid).ok();
@@ -111,11 +120,13 @@ pub extern "C" fn sluice_landlock_abi() -> i32 {
 /// Returns 0 (fully enforced), 1 (partially) or a negated errno.
 ///
 /// # Safety
-/// `spec` must point to `len` readable bytes.
+/// `spec` must be non-null and point to `len` readable bytes (even when
+/// `len` is 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sluice_apply_landlock(spec: *const u8, len: usize) -> i32 {
-    // SAFETY: the caller passes a live buffer of `len` bytes (a Python
-    // bytes object kept alive for the duration of the call).
+    // SAFETY: per the contract above, `spec` is non-null and points to `len`
+    // readable bytes that live for the call (the harness passes a Python
+    // bytes object); `u8` needs no alignment.
     let bytes = unsafe { std::slice::from_raw_parts(spec, len) };
     let Ok(text) = std::str::from_utf8(bytes) else { return -libc::EINVAL };
     match fs_rules::apply(text) {
@@ -134,10 +145,13 @@ pub extern "C" fn sluice_install_sigsys_reporter(fd: i32) -> i32 {
 /// wire format), with `pid` patched into the "only yourself" rules.
 ///
 /// # Safety
-/// `bpf` must point to `len` readable bytes.
+/// `bpf` must be non-null and point to `len` readable bytes (even when
+/// `len` is 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sluice_apply_seccomp(bpf: *const u8, len: usize, pid: i32) -> i32 {
-    // SAFETY: as for `sluice_apply_landlock`.
+    // SAFETY: per the contract above, `bpf` is non-null and points to `len`
+    // readable bytes that live for the call (the harness passes a Python
+    // bytes object); `u8` needs no alignment.
     let bytes = unsafe { std::slice::from_raw_parts(bpf, len) };
     errno_result(seccomp::apply(bytes, pid as u32))
 }

@@ -100,8 +100,11 @@ fn isolate_as_root(ids: IdRange) -> Result<Isolation, i32> {
         nix::unistd::ForkResult::Child => {
             drop(wr);
             let mut b = [0u8; 1];
-            // SAFETY: raw syscalls on fds and buffers owned by this process;
-            // `_exit` never returns.
+            // SAFETY: `read` writes at most 1 byte into the 1-byte `b`, from
+            // `rd`, an fd this process owns; `write_all` makes only
+            // async-signal-safe calls, as this forked child of the zygote
+            // must; `_exit` never returns, so no destructor or atexit
+            // handler of the parent's state runs here.
             unsafe {
                 let ok = libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) == 1
                     && write_all(&gid_map, map.as_bytes())
@@ -135,7 +138,9 @@ fn isolate_as_root(ids: IdRange) -> Result<Isolation, i32> {
 /// # Safety
 /// Only async-signal-safe calls; `path` is NUL-terminated.
 unsafe fn write_all(path: &CString, data: &[u8]) -> bool {
-    // SAFETY: as documented above.
+    // SAFETY: `path` is a CString (NUL-terminated, live for the call);
+    // `write` reads at most `data.len()` bytes from the live slice `data`;
+    // `fd` is closed once, here. open, write and close are async-signal-safe.
     unsafe {
         let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 {

@@ -14,7 +14,12 @@ use sqlparser::tokenizer::{Location, Token, Tokenizer, Whitespace};
 
 mod columns;
 mod expr;
+mod from;
+mod function;
+mod idents;
+mod operators;
 mod qualify;
+mod types;
 mod walk;
 
 use crate::catalog::Catalog;

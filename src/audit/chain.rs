@@ -90,7 +90,7 @@ async fn complete_in(
     .await?
     .ok_or_else(|| AuditError::NotFound(format!("{id} (or it is already complete)")))?;
     let mut record = record_from(&row)?;
-    record.status = f.status.clone();
+    record.status = f.status.as_str().into();
     record.finished_at = Some(now());
     record.error = f.error.clone();
     record.row_count = f.row_count;

@@ -19,7 +19,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Execute => "execute",
             Role::Audit => "audit",

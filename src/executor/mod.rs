@@ -1,8 +1,14 @@
 //! The executor: one warm zygote per environment, one forked child per
 //! request, and the classification of how the child ended.
 
+pub mod cgroup;
+mod frame;
+pub mod jail;
 mod outcome;
+pub mod protocol;
+pub use protocol::ChildLimits;
 pub mod scratch;
+pub mod seccomp;
 mod uids;
 pub mod zygote;
 
@@ -19,10 +25,11 @@ use uuid::Uuid;
 
 use outcome::Frame;
 pub use outcome::Outcome;
-use zygote::{Event, Exit, Zygote};
+use protocol::Exit;
+use zygote::{Event, Zygote};
 
 use crate::environment::Environment;
-use crate::jail::Jail;
+use crate::executor::jail::Jail;
 use crate::policy::{Policies, Policy};
 use crate::runtime::RuntimeFiles;
 
@@ -45,32 +52,7 @@ pub enum ExecError {
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
     #[error(transparent)]
-    Jail(#[from] crate::jail::JailError),
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_grows_then_caps() {
-        assert_eq!(super::backoff(0).as_millis(), 100);
-        assert_eq!(super::backoff(3).as_millis(), 800);
-        assert_eq!(super::backoff(30).as_secs(), 10);
-    }
-}
-
-/// Limits the child applies to itself (rlimits) or the harness enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct ChildLimits {
-    pub timeout_s: f64,
-    pub cpu_s: u64,
-    pub memory_mb: u64,
-    pub nproc: u64,
-    pub nofile: u64,
-    pub fsize_bytes: u64,
-    pub scratch_bytes: u64,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
-    pub output_bytes: u64,
+    Jail(#[from] crate::executor::jail::JailError),
 }
 
 /// One classifier run.
@@ -200,7 +182,8 @@ impl Executor {
         &self,
         env: &str,
         policies: &Policies,
-    ) -> Result<(Vec<crate::jail::Layer>, Result<(), crate::jail::JailError>), ExecError> {
+    ) -> Result<(Vec<crate::executor::jail::Layer>, Result<(), crate::executor::jail::JailError>), ExecError>
+    {
         let z = self.zygote(env).await?;
         Ok((self.jail.layers(&z.ready), self.jail.check(policies, &z.ready)))
     }
@@ -249,19 +232,25 @@ impl Executor {
         let sandbox = self.jail.child_sandbox(policy, &zygote.ready);
         let cgroup = match &self.jail.cgroups {
             Ok(c) => Some(
-                c.create(&job.id.to_string(), job.limits.memory_mb, job.limits.nproc)
+                c.create(&job.id.to_string(), job.limits.memory_mb, job.limits.max_threads)
                     .map_err(|source| ExecError::Io { what: "creating the request's cgroup", source })?,
             ),
             Err(_) => None,
         };
-        let header_extra = json!({
-            "seccomp": sandbox.seccomp,
-            "sandbox": {"landlock": sandbox.landlock, "seccomp": sandbox.seccomp.is_some()},
-            "uid": uid.as_ref().map(|u| u.uid()),
-        });
         let running =
             Running { zygote: zygote.clone(), id: job.id, events: None, uid, cgroup, reaped: false };
-        let result = self.run_in(&zygote, &scratch, job, header_extra, running).await;
+        let header = protocol::Run {
+            op: "run",
+            id: job.id,
+            limits: &job.limits,
+            entrypoint: &job.entrypoint,
+            scratch: &scratch,
+            seccomp: sandbox.seccomp.as_deref(),
+            sandbox: protocol::SandboxSpec { landlock: sandbox.landlock, seccomp: sandbox.seccomp.is_some() },
+            uid: running.uid.as_ref().map(|u| u.uid()),
+        };
+        let header = header.encode();
+        let result = self.run_in(&zygote, header, job, running).await;
         // The scratch dir never outlives its request.
         let _ = std::fs::remove_dir_all(&scratch);
         if matches!(result, Err(ExecError::ZygoteGone | ExecError::Protocol(_))) {
@@ -273,9 +262,8 @@ impl Executor {
     async fn run_in(
         &self,
         zygote: &Zygote,
-        scratch: &std::path::Path,
+        header: protocol::Encoded,
         job: Job,
-        header_extra: serde_json::Value,
         mut running: Running,
     ) -> Result<Outcome, ExecError> {
         let pipe = || {
@@ -284,25 +272,6 @@ impl Executor {
         let (in_r, in_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
         let l = job.limits;
-        let mut header = json!({
-            "op": "run",
-            "id": job.id,
-            "timeout_s": l.timeout_s,
-            "cpu_s": l.cpu_s,
-            "memory_mb": l.memory_mb,
-            "nproc": l.nproc,
-            "nofile": l.nofile,
-            "fsize_bytes": l.fsize_bytes,
-            "scratch_bytes": l.scratch_bytes,
-            "stdout_limit": l.stdout_bytes,
-            "stderr_limit": l.stderr_bytes,
-            "output_limit": l.output_bytes,
-            "entrypoint": job.entrypoint,
-            "scratch": scratch,
-        });
-        if let (Some(h), Some(extra)) = (header.as_object_mut(), header_extra.as_object()) {
-            h.extend(extra.clone());
-        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(l.timeout_s) + BACKSTOP;
         let backstop = || {
             ExecError::Protocol(format!(
@@ -310,7 +279,7 @@ impl Executor {
                 BACKSTOP.as_secs_f64()
             ))
         };
-        let events = running.events.insert(zygote.submit(job.id, &header, [in_r, out_w]).await?);
+        let events = running.events.insert(zygote.submit(job.id, header, [in_r, out_w]).await?);
 
         // The child waits for its rows; it joins the request's cgroup
         // before it gets them (the server moves it: the cgroup files are
@@ -331,7 +300,7 @@ impl Executor {
         payload.extend_from_slice(&job.arrow_ipc);
         drop(job.arrow_ipc);
 
-        let cap = l.output_bytes + l.stdout_bytes + l.stderr_bytes + RESULT_SLACK;
+        let cap = l.max_output_bytes + l.max_stdout_bytes + l.max_stderr_bytes + RESULT_SLACK;
         let io = async { tokio::join!(write_payload(in_w, payload), read_result(out_r, cap)).1 };
         let frame = match tokio::time::timeout_at(deadline, io).await {
             Ok(read) => Frame::parse(
@@ -371,7 +340,7 @@ struct Running {
     id: Uuid,
     events: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
     uid: Option<uids::UidLease>,
-    cgroup: Option<crate::jail::cgroup::RequestCgroup>,
+    cgroup: Option<crate::executor::cgroup::RequestCgroup>,
     reaped: bool,
 }
 
@@ -441,5 +410,15 @@ async fn wait_exit(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> 
             Some(Event::Error(m)) => return Err(ExecError::Protocol(m)),
             Some(Event::Gone) | None => return Err(ExecError::ZygoteGone),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(super::backoff(0).as_millis(), 100);
+        assert_eq!(super::backoff(3).as_millis(), 800);
+        assert_eq!(super::backoff(30).as_secs(), 10);
     }
 }

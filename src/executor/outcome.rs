@@ -2,12 +2,14 @@
 //! decides when it finished normally; otherwise the signal and the limits
 //! do (like nsjail's reapProc).
 
+use super::frame::error_value;
+pub use super::frame::{Detail, Scalar};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ChildLimits;
-use super::zygote::Exit;
-use crate::verdict::Status;
+use super::protocol::Exit;
+use crate::status::Status;
 
 /// Everything the response and the audit need about one child.
 #[derive(Debug, Clone)]
@@ -103,8 +105,8 @@ pub fn classify(
         Frame::TooBig => {
             o.status = Status::OutputLimit;
             o.error = Some(json!({
-                "message": format!("the child wrote more than the result limit of {} bytes", limits.output_bytes),
-                "limit_bytes": limits.output_bytes,
+                "message": format!("the child wrote more than the result limit of {} bytes", limits.max_output_bytes),
+                "limit_bytes": limits.max_output_bytes,
             }));
             return o;
         }
@@ -224,114 +226,9 @@ pub fn classify(
     o
 }
 
-/// A JSON scalar (null, bool, number, string); arrays and objects are
-/// refused while parsing.
-#[derive(Debug, Clone)]
-pub struct Scalar(pub Value);
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Flat { lists: false }).map(Scalar)
-    }
-}
-
-/// One error detail: a scalar, or a short list of scalars (the functions
-/// a code defines).
-#[derive(Debug, Clone)]
-pub struct Detail(Value);
-
-impl<'de> Deserialize<'de> for Detail {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Flat { lists: true }).map(Detail)
-    }
-}
-
-/// The one visitor behind `Scalar` and `Detail`, without buffering: a
-/// nested value fails at its first byte. `lists`: also a list of at most
-/// 100 scalars.
-struct Flat {
-    lists: bool,
-}
-
-impl<'de> serde::de::Visitor<'de> for Flat {
-    type Value = Value;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(if self.lists { "a scalar or a list of at most 100 scalars" } else { "a JSON scalar" })
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        if !self.lists {
-            return Err(serde::de::Error::invalid_type(serde::de::Unexpected::Seq, &self));
-        }
-        let mut out = Vec::new();
-        while let Some(Scalar(v)) = seq.next_element()? {
-            if out.len() == 100 {
-                return Err(serde::de::Error::custom("more than 100 items"));
-            }
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-}
-
-/// Error details as the response carries them: at most 32 fields and
-/// 16 KiB of text in all (the harness's own messages and tracebacks fit;
-/// a frame the code forged gets no more room than that).
-fn error_value(e: std::collections::BTreeMap<String, Detail>) -> Value {
-    const BUDGET: usize = 16 * 1024;
-    let mut left = BUDGET;
-    let mut clip_text = |v: Value| match v {
-        Value::String(s) => {
-            let (s, _) = clip(s, left as u64);
-            left -= s.len();
-            Value::String(s)
-        }
-        v => v,
-    };
-    // The message first: it is what a reader needs.
-    let mut e = e;
-    let message = e.remove_entry("message");
-    let fields: Vec<(String, Detail)> = message.into_iter().chain(e.into_iter().take(31)).collect();
-    Value::Object(
-        fields
-            .into_iter()
-            .map(|(k, Detail(v))| {
-                let v = match v {
-                    Value::Array(l) => Value::Array(l.into_iter().map(&mut clip_text).collect()),
-                    v => clip_text(v),
-                };
-                (k, v)
-            })
-            .collect(),
-    )
-}
-
 /// `s` cut to at most `limit` bytes on a character boundary, and whether it
 /// was cut.
-fn clip(mut s: String, limit: u64) -> (String, bool) {
+pub(super) fn clip(mut s: String, limit: u64) -> (String, bool) {
     let end = s.floor_char_boundary(limit as usize);
     let cut = end < s.len();
     s.truncate(end);
@@ -340,8 +237,8 @@ fn clip(mut s: String, limit: u64) -> (String, bool) {
 
 fn keep_output(o: &mut Outcome, r: Option<&ChildResult>, limits: &ChildLimits) {
     if let Some(r) = r {
-        let (stdout, cut_out) = clip(r.stdout.clone(), limits.stdout_bytes);
-        let (stderr, cut_err) = clip(r.stderr.clone(), limits.stderr_bytes);
+        let (stdout, cut_out) = clip(r.stdout.clone(), limits.max_stdout_bytes);
+        let (stderr, cut_err) = clip(r.stderr.clone(), limits.max_stderr_bytes);
         o.stdout = stdout;
         o.stderr = stderr;
         o.stdout_truncated = r.stdout_truncated || cut_out;
@@ -398,13 +295,13 @@ mod tests {
             timeout_s: 2.0,
             cpu_s: 4,
             memory_mb: 100,
-            nproc: 64,
-            nofile: 64,
-            fsize_bytes: 1 << 20,
-            scratch_bytes: 1 << 20,
-            stdout_bytes: 100,
-            stderr_bytes: 100,
-            output_bytes: 1000,
+            max_threads: 64,
+            max_open_files: 64,
+            max_file_size_mb: 1,
+            max_scratch_mb: 1,
+            max_stdout_bytes: 100,
+            max_stderr_bytes: 100,
+            max_output_bytes: 1000,
         }
     }
 

@@ -19,17 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-use serde::Deserialize;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::ExecError;
+use super::protocol::{self, Exit, MAX_MESSAGE as MAX_EVENT, ReadyInfo, Wire};
 use crate::environment::Environment;
 use crate::runtime::RuntimeFiles;
 
-const MAX_EVENT: usize = 64 * 1024;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the zygote sets up the sandbox its children share.
@@ -42,52 +41,6 @@ pub struct Options {
     pub expose_rw: Vec<std::path::PathBuf>,
 }
 
-/// What the zygote reports once its imports are done.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct ReadyInfo {
-    pub pid: i32,
-    pub python: String,
-    pub versions: serde_json::Value,
-    pub import_ms: f64,
-    pub vm_kb: u64,
-    pub rss_kb: u64,
-    pub threads: u32,
-    pub isolation: Isolation,
-}
-
-/// What the zygote achieved and found when it isolated itself.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct Isolation {
-    pub user_namespace: bool,
-    pub network_namespace: bool,
-    pub error: Option<String>,
-    /// Each child has a mount namespace of its own (its scratch tmpfs).
-    #[serde(default)]
-    pub mount_namespace: bool,
-    /// The zygote's uid inside its user namespace.
-    pub uid: u32,
-    /// As root: the host uids children run as, one per live child.
-    #[serde(default)]
-    pub child_uids: Option<[u32; 2]>,
-    /// Directories only root could search that were covered for them.
-    #[serde(default)]
-    pub covered: u32,
-    pub landlock_abi: i32,
-    pub seccomp: bool,
-}
-
-/// How a child ended, as the zygote saw it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Exit {
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub cpu_ms: u64,
-    pub maxrss_kb: u64,
-    pub wall_ms: f64,
-    /// "wall_clock" when the zygote killed it at the deadline.
-    pub killed: Option<String>,
-}
-
 #[derive(Debug)]
 pub enum Event {
     Started {
@@ -97,28 +50,6 @@ pub enum Event {
     Error(String),
     /// The zygote itself went away.
     Gone,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum Wire {
-    Ready(ReadyInfo),
-    Failed {
-        message: String,
-    },
-    Started {
-        id: Uuid,
-        pid: i32,
-    },
-    Exited {
-        id: Uuid,
-        #[serde(flatten)]
-        exit: Exit,
-    },
-    Error {
-        id: Option<Uuid>,
-        message: String,
-    },
 }
 
 type Pending = Arc<std::sync::Mutex<HashMap<Uuid, mpsc::UnboundedSender<Event>>>>;
@@ -172,7 +103,15 @@ impl Zygote {
             ExecError::Start(format!("the zygote did not get ready within {READY_TIMEOUT:?}"))
         })?;
         let ready = match ready {
-            Some(Wire::Ready(r)) => r,
+            Some(Wire::Ready(r)) if r.protocol == protocol::VERSION => r,
+            Some(Wire::Ready(r)) => {
+                return Err(ExecError::Start(format!(
+                    "the zygote speaks protocol {}, this server {}: the runtime files under the data dir \
+                     are not this binary's",
+                    r.protocol,
+                    protocol::VERSION
+                )));
+            }
             Some(Wire::Failed { message }) => return Err(ExecError::Start(message)),
             Some(_) => {
                 return Err(ExecError::Start("unexpected first message from the zygote".into()));
@@ -203,13 +142,13 @@ impl Zygote {
     pub async fn submit(
         &self,
         id: Uuid,
-        header: &serde_json::Value,
+        header: protocol::Encoded,
         child_fds: [OwnedFd; 2],
     ) -> Result<mpsc::UnboundedReceiver<Event>, ExecError> {
         if !self.is_alive() {
             return Err(ExecError::ZygoteGone);
         }
-        let bytes = serde_json::to_vec(header).expect("serializable");
+        let bytes = header.0;
         // The zygote reads one datagram of at most MAX_EVENT bytes; a larger
         // request is this request's problem, not the zygote's.
         if bytes.len() > MAX_EVENT {
@@ -250,7 +189,7 @@ impl Zygote {
         if !self.is_alive() {
             return;
         }
-        let msg = serde_json::to_vec(&serde_json::json!({"op": "kill", "id": id})).expect("serializable");
+        let msg = serde_json::to_vec(&protocol::Kill::new(id)).expect("serializable");
         if let Err(e) = self.ctl.try_send(&msg) {
             let ctl = self.ctl.clone();
             tracing::debug!("control socket busy ({e}); sending the kill asynchronously");

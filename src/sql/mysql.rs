@@ -14,13 +14,17 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement, ValueRef};
 
+use futures_util::future::BoxFuture;
+
 use super::encode::{Cell, Kind};
-use super::postgres::{days, micros, micros_of_day};
+use super::postgres_types::{days, micros, micros_of_day};
 use super::{
     Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
     bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
+
+const DIALECT: Dialect = Dialect::MySql;
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Past the statement limit by this much, the client kills the query.
@@ -192,7 +196,7 @@ impl MySqlSource {
 
     /// Everything wrong with `role` (together with the login's own grants)
     /// for a policy allowing `tables`.
-    pub(super) async fn role_problems(
+    pub(crate) async fn role_problems(
         &self,
         role: &str,
         tables: &TableAllow,
@@ -389,5 +393,57 @@ fn d_code_is(e: &sqlx::Error, codes: &[&str]) -> bool {
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
             .is_some_and(|m| codes.contains(&m.number().to_string().as_str())),
         _ => false,
+    }
+}
+
+impl super::Backend for MySqlSource {
+    fn dialect(&self) -> Dialect {
+        DIALECT
+    }
+
+    fn rules(&self) -> &NameRules {
+        MySqlSource::rules(self)
+    }
+
+    fn describe(&self) -> String {
+        MySqlSource::describe(self)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, bool> {
+        Box::pin(MySqlSource::ping(self))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [Param],
+        access: Access<'a>,
+        limits: FetchLimits,
+    ) -> BoxFuture<'a, Result<Rows, SqlError>> {
+        Box::pin(MySqlSource::fetch(self, sql, params, access, limits))
+    }
+
+    fn schema(&self) -> BoxFuture<'_, Result<Vec<SchemaColumn>, SqlError>> {
+        Box::pin(MySqlSource::schema(self))
+    }
+
+    fn catalog(&self) -> BoxFuture<'_, std::sync::Arc<Catalog>> {
+        Box::pin(self.catalog.get(|| self.load_catalog()))
+    }
+
+    fn writable_tables(&self) -> BoxFuture<'_, Result<Vec<String>, SqlError>> {
+        Box::pin(MySqlSource::writable_tables(self))
+    }
+
+    fn role_switch(&self) -> &'static str {
+        "SET ROLE on a connection of its own"
+    }
+
+    fn role_problems<'a>(
+        &'a self,
+        role: &'a str,
+        tables: &'a TableAllow,
+    ) -> BoxFuture<'a, Result<Vec<String>, SqlError>> {
+        Box::pin(MySqlSource::role_problems(self, role, tables))
     }
 }

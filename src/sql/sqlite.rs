@@ -22,11 +22,15 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use futures_util::future::BoxFuture;
+
 use super::encode::{Cell, ColumnData};
 use super::{
     Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, allow, encode,
 };
 use crate::policy::TableAllow;
+
+const DIALECT: Dialect = Dialect::Sqlite;
 
 pub struct SqliteSource {
     path: PathBuf,
@@ -399,5 +403,47 @@ fn db_error(e: rusqlite::Error) -> SqlError {
         )),
         rusqlite::Error::SqliteFailure(_, Some(message)) => SqlError::Database { message },
         other => SqlError::Database { message: other.to_string() },
+    }
+}
+
+impl super::Backend for SqliteSource {
+    fn dialect(&self) -> Dialect {
+        DIALECT
+    }
+
+    fn rules(&self) -> &NameRules {
+        SqliteSource::rules(self)
+    }
+
+    fn describe(&self) -> String {
+        SqliteSource::describe(self)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, bool> {
+        Box::pin(SqliteSource::ping(self))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [Param],
+        access: Access<'a>,
+        limits: FetchLimits,
+    ) -> BoxFuture<'a, Result<Rows, SqlError>> {
+        Box::pin(SqliteSource::fetch(self, sql, params, access, limits))
+    }
+
+    fn schema(&self) -> BoxFuture<'_, Result<Vec<SchemaColumn>, SqlError>> {
+        Box::pin(SqliteSource::schema(self))
+    }
+
+    fn engine_guard<'a>(
+        &'a self,
+        policy: &'a str,
+        access: Access<'a>,
+        _writable: &'a [String],
+    ) -> BoxFuture<'a, Result<EngineGuard, SqlError>> {
+        let guard = SqliteSource::engine_guard(self, policy, access);
+        Box::pin(async move { Ok(guard) })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::service::{App, AppConfig};
+use sluice::app::{App, AppConfig};
 
 /// Shared data dir: building the environment once is the expensive part.
 pub fn data_dir() -> PathBuf {
@@ -88,7 +88,7 @@ pub fn start(opts: Options) -> Server {
             let app = Arc::new(App::build(cfg).await.expect("building the app"));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
-            let server = tokio::spawn(sluice::server::serve(listener, app.clone()));
+            let server = tokio::spawn(sluice::http::serve(listener, app.clone()));
             if opts.warm {
                 app.warm_up().await.expect("warming up");
             }
@@ -151,6 +151,9 @@ pub async fn run_with(body: Value) -> Value {
     v
 }
 
+/// Classifier code that runs anywhere: label 0 for every row.
+pub const OK: &str = "def classify(df):\n    return [0] * len(df)\n";
+
 /// Every key of the contract's 200 response.
 pub const RESPONSE_KEYS: &[&str] = &[
     "execution_id",
@@ -184,4 +187,10 @@ pub fn assert_status(v: &Value, status: &str) {
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(v["predictions"].is_null());
     }
+}
+
+/// The shared server's key store, as the local operator (`ManageKeys`).
+pub fn keys() -> &'static sluice::audit::AuditStore {
+    let admin = sluice::app::Caller::local("test");
+    shared().app.keys(&sluice::app::grant::<sluice::app::act::ManageKeys>(&admin).expect("admin"))
 }

@@ -1,0 +1,237 @@
+"""The forked child's way into the sandbox: one ordered list of steps.
+
+The order of STEPS is the heart of the security model: each step needs
+something a later one takes away (privileges, the filesystem, system
+calls), so they run exactly in this order, and the comment above each says
+why it sits where it does. `enter(ctx)` runs them; any failure raises and
+the child answers internal_error without running user code.
+
+This module (like every harness module) is imported by the zygote before
+it forks: once landlocked, the child cannot read the runtime directory.
+"""
+
+import os
+import signal
+import sys
+import tempfile
+import time
+
+AS_HEADROOM_MB = 256
+MB = 1024 * 1024
+
+# (name, function below): resolved when the zygote imports this module, so
+# a misspelt step fails the zygote's start, not a request.
+STEPS = [
+    # First, the zygote's event loop goes: a signal would otherwise write to
+    # its wakeup pipe (shared after fork) and SIGCHLD has its handler. A file
+    # over RLIMIT_FSIZE should fail the write (EFBIG), not kill the child.
+    ("reset signals", "reset_signals"),
+    # As early as possible: a child whose zygote is gone does not run on.
+    ("die with parent", "die_with_parent"),
+    # Before the uid change and the filters: nothing inherited from the
+    # zygote (its control socket above all, its wakeup pipe, libraries' fds)
+    # crosses into the sandbox; /dev/null on 0-2.
+    ("keep only its pipes", "keep_only_its_pipes"),
+    # Needs the privileges it ends with: its own mount namespace with the
+    # scratch tmpfs, its own uid (as root), no capabilities. Every later step
+    # runs unprivileged.
+    ("enter namespaces/uid", "enter_namespace_and_uid"),
+    # After the mount: the working directory is the tmpfs, not what is under it.
+    ("scratch dir, clean env", "scratch_dir_clean_env"),
+    # Just before the filters and the payload: the address-space budget is
+    # the request's memory on top of what the process has mapped by now.
+    ("rlimits", "set_rlimits"),
+    # Once the filesystem is final (the scratch rule must name the tmpfs, and
+    # a landlocked process can no longer mount); before seccomp, which does
+    # not allow landlock's own system calls.
+    ("landlock", "apply_landlock"),
+    # Before the filter whose blocked calls it reports (on the result pipe,
+    # so after the pipes were renumbered).
+    ("SIGSYS reporter", "install_sigsys_reporter"),
+    # Last: no_new_privs, and from here on only the allow-listed system calls
+    # work; every step above may still use any.
+    ("seccomp", "apply_seccomp"),
+]
+
+
+class Context:
+    """What the steps share: the zygote (its native binding, mount
+    namespace and seccomp programs), the request header, the request's two
+    pipes (renumbered by "keep only its pipes") and the timings the result
+    frame reports."""
+
+    def __init__(self, zygote, req, in_fd, out_fd):
+        self.zygote = zygote
+        self.native = zygote.native
+        self.req = req
+        self.in_fd = in_fd
+        self.out_fd = out_fd
+        self.timings = {}
+
+
+def enter(ctx):
+    """Run every step of STEPS, in order."""
+    for _name, step in _STEP_FUNCTIONS:
+        step(ctx)
+
+
+# --------------------------------------------------------------------------
+# The steps, in STEPS order.
+
+
+def reset_signals(ctx):
+    # Leave the zygote's event loop behind.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # A file over RLIMIT_FSIZE should fail the write (EFBIG), not kill us.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def die_with_parent(ctx):
+    ctx.native.die_with_parent(zygote_pid())
+
+
+def keep_only_its_pipes(ctx):
+    # File descriptors: only our two pipes and /dev/null on 0-2.
+    ctx.in_fd, ctx.out_fd = keep_only_fds(ctx.in_fd, ctx.out_fd)
+
+
+def enter_namespace_and_uid(ctx):
+    # A mount namespace of its own with a fresh, size-limited tmpfs as the
+    # scratch dir (gone with the process), its own unprivileged uid (when the
+    # server runs as root), no capabilities.
+    req = ctx.req
+    scratch = req["scratch"]
+    if ctx.zygote.mount_namespace:
+        uid = req.get("uid")
+        ctx.native.enter(scratch, int(req["max_scratch_mb"]) * MB, -1 if uid is None else int(uid))
+
+
+def scratch_dir_clean_env(ctx):
+    # The scratch dir as working directory, a clean environment.
+    scratch = ctx.req["scratch"]
+    os.chdir(scratch)
+    os.environ.clear()
+    os.environ.update({"TMPDIR": scratch, "HOME": scratch, "LANG": "C.UTF-8"})
+    tempfile.tempdir = None
+
+
+def set_rlimits(ctx):
+    # Address space counts what the zygote already mapped, so the request's
+    # memory budget comes on top of that, plus a fixed headroom for what is
+    # reserved but rarely used: thread stacks, malloc arenas, the harness's
+    # own copy of the rows.
+    req = ctx.req
+    vm_kb = proc_status_kb("VmSize")
+    ctx.native.set_rlimits(
+        int(req["cpu_s"]),
+        vm_kb * 1024 + (int(req["memory_mb"]) + AS_HEADROOM_MB) * MB,
+        int(req["max_threads"]),
+        int(req["max_open_files"]),
+        int(req["max_file_size_mb"]) * MB,
+    )
+
+
+def apply_landlock(ctx):
+    # The filesystem shrinks to the interpreter, the environment, system
+    # libraries and the scratch dir.
+    t_step = time.monotonic()
+    if sandbox_options(ctx).get("landlock", True):
+        ctx.native.apply_landlock(landlock_spec(ctx.req["scratch"]))
+    add_ms(ctx.timings, "landlock_ms", t_step)
+
+
+def install_sigsys_reporter(ctx):
+    # A blocked system call is reported on the result pipe.
+    t_step = time.monotonic()
+    if sandbox_options(ctx).get("seccomp", True):
+        ctx.native.install_sigsys_reporter(ctx.out_fd)
+    add_ms(ctx.timings, "seccomp_ms", t_step)
+
+
+def apply_seccomp(ctx):
+    # From here on only the allow-listed system calls work. The program was
+    # read by the zygote before the fork.
+    t_step = time.monotonic()
+    if sandbox_options(ctx).get("seccomp", True):
+        ctx.native.apply_seccomp(ctx.zygote.seccomp_program(ctx.req["seccomp"]), os.getpid())
+    add_ms(ctx.timings, "seccomp_ms", t_step)
+
+
+_STEP_FUNCTIONS = [(name, globals()[fn]) for name, fn in STEPS]
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+def sandbox_options(ctx):
+    """The server's switches for the layers (`landlock`, `seccomp`)."""
+    return ctx.req.get("sandbox") or {}
+
+
+def add_ms(timings, key, since):
+    # The seccomp time is the reporter's and the filter's together.
+    timings[key] = timings.get(key, 0.0) + (time.monotonic() - since) * 1000.0
+
+
+def child_read_paths():
+    """The interpreter and the environment (exposed and landlocked)."""
+    return sorted(
+        {
+            sys.prefix,  # the environment
+            sys.base_prefix,  # the interpreter and its standard library
+            os.path.dirname(os.path.realpath(sys.executable)),
+        }
+    )
+
+
+def landlock_spec(scratch):
+    """What the child may read (r) or also write (rw). Paths that do not
+    exist on this host are skipped by the native side."""
+    read = {
+        *child_read_paths(),
+        "/usr/lib",
+        "/usr/lib64",
+        "/lib",
+        "/lib64",
+        "/usr/share/zoneinfo",
+        "/etc/ld.so.cache",  # the loader finds shared libraries through it
+        "/dev/urandom",
+        "/sys/devices/system/cpu",  # BLAS and joblib count CPUs here
+        f"/proc/{os.getpid()}",  # its own /proc entry only
+    }
+    lines = [f"r:{p}" for p in sorted(read)]
+    lines += [f"rw:{scratch}", "rw:/dev/null"]
+    return "\n".join(lines)
+
+
+def zygote_pid():
+    return os.getppid()
+
+
+def keep_only_fds(in_fd, out_fd):
+    # Move our pipes above the standard range, put /dev/null on 0-2, close
+    # everything else (the control socket, the wakeup pipe, library fds).
+    in_new = os.dup(in_fd) if in_fd < 3 else in_fd
+    out_new = os.dup(out_fd) if out_fd < 3 else out_fd
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != devnull:
+            os.dup2(devnull, fd)
+    keep = sorted({0, 1, 2, in_new, out_new})
+    lo = 3
+    for fd in keep:
+        if fd >= lo:
+            os.closerange(lo, fd)
+            lo = fd + 1
+    os.closerange(lo, 65536)
+    return in_new, out_new
+
+
+def proc_status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0

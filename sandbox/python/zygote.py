@@ -1,0 +1,319 @@
+"""The fork server (zygote): start-up work done once, then one forked child
+per request.
+
+Start-up (called by harness.py `main`): `warm_up` imports the scientific
+stack and runs the request path once, so every child starts from that image.
+Then `Zygote.serve` answers the control socket (fd 0, a Unix SOCK_DGRAM):
+each `run` request carries two pipe fds and a JSON header; the zygote forks a
+child (`runner.child_main`: enter the sandbox, run, answer, `_exit`), reaps
+it, enforces the wall-clock limit, kills it when the server says its request
+ended (`kill`), and reports the ending (signal, exit code, CPU, peak memory)
+as an `exited` event. An empty datagram asks it to stop.
+
+The zygote never reads request data and never runs user code itself.
+"""
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+import runner
+
+MAX_CTL_MESSAGE = 64 * 1024
+
+
+def log(msg):
+    # The zygote's stderr is the server's log.
+    sys.__stderr__.write(f"sluice-zygote[{os.getpid()}]: {msg}\n")
+    sys.__stderr__.flush()
+
+
+# --------------------------------------------------------------------------
+# Zygote start-up
+
+
+def warm_up():
+    """Import everything a classifier is likely to use, once."""
+    t0 = time.monotonic()
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
+    import pyarrow.ipc  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn  # noqa: F401
+    import sklearn.base  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+    import sklearn.tree  # noqa: F401
+    import traceback  # noqa: F401
+    import warnings  # noqa: F401
+    import linecache  # noqa: F401
+    import tempfile  # noqa: F401
+    import re  # noqa: F401
+    import math  # noqa: F401
+    import collections  # noqa: F401
+
+    import joblib.parallel as jp
+    from joblib._parallel_backends import ThreadingBackend
+
+    # Classifiers written for a laptop use n_jobs=-1. Process pools cannot
+    # work in the jail (no fork, no exec), so every joblib backend that would
+    # start processes runs on threads instead.
+    jp.DEFAULT_BACKEND = "threading"
+    for name in ("loky", "multiprocessing"):
+        jp.BACKENDS[name] = ThreadingBackend
+
+    thread_based_multiprocessing_locks()
+
+    # joblib counts CPUs by reading cgroup files (outside the child's
+    # filesystem) and, for physical cores, by running lscpu (no exec in the
+    # child). Count once here; children reuse the answers.
+    from joblib.externals.loky.backend import context as loky_context
+
+    cgroup_cpus = loky_context._cpu_count_cgroup(os.cpu_count())
+    loky_context._cpu_count_cgroup = lambda os_cpu_count, _n=cgroup_cpus: _n
+    loky_context.cpu_count(only_physical_cores=True)  # fills loky's cache
+
+    warm_request_path()
+    return (time.monotonic() - t0) * 1000.0
+
+
+def thread_based_multiprocessing_locks():
+    """multiprocessing's locks are POSIX semaphores in /dev/shm, which the
+    child cannot open; and the child can start no process to share one
+    with. multiprocessing.pool.ThreadPool (joblib's threading backend, so
+    n_jobs=-1) creates such locks, so they become thread locks."""
+    import multiprocessing.synchronize as mps
+    import threading
+
+    mps.Lock = lambda *, ctx=None: threading.Lock()
+    mps.RLock = lambda *, ctx=None: threading.RLock()
+    mps.Semaphore = lambda value=1, *, ctx=None: threading.Semaphore(value)
+    mps.BoundedSemaphore = lambda value=1, *, ctx=None: threading.BoundedSemaphore(value)
+    mps.Condition = lambda lock=None, *, ctx=None: threading.Condition(lock)
+    mps.Event = lambda *, ctx=None: threading.Event()
+    mps.Barrier = lambda parties, action=None, timeout=None, *, ctx=None: threading.Barrier(parties, action, timeout)
+
+
+def warm_request_path():
+    """Run the per-request path once in the zygote, so that pandas' and
+    pyarrow's lazy imports and caches are part of the image every child
+    starts from instead of being redone (with copy-on-write faults) in each."""
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "i": pa.array([1, None, 3], pa.int64()),
+            "j": pa.array([1, 2, 3], pa.int64()),
+            "f": pa.array([0.5, None, 1.5], pa.float64()),
+            "s": pa.array(["a", None, "c"], pa.string()),
+            "b": pa.array([True, False, None], pa.bool_()),
+            "y": pa.array([b"x", None, b"z"], pa.binary()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    df = runner.to_dataframe(memoryview(sink.getvalue().to_pybytes()))
+    out = runner.Capture(1024)
+    code = "def classify(df):\n    return [str(v) for v in df['s']]\n"
+    labels, scores = runner.validate_output(runner.run_user_code(code, "classify", df, out, out), len(df))
+    json.dumps({"p": labels, "s": scores})
+    try:
+        runner.run_user_code("def classify(df):\n    return df['nope']\n", "classify", df, out, out)
+    except runner.Verdict:
+        pass
+
+
+def seccomp_available():
+    # PR_GET_SECCOMP answers 0 (not filtered) when the kernel has seccomp,
+    # EINVAL when it does not.
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(21, 0, 0, 0, 0) >= 0
+
+
+def thread_count():
+    return len(os.listdir("/proc/self/task"))
+
+
+# --------------------------------------------------------------------------
+# Zygote loop
+
+
+class Zygote:
+    def __init__(self, native, ctl, mount_namespace):
+        self.native = native
+        self.ctl = ctl
+        self.mount_namespace = mount_namespace
+        self.programs = {}  # seccomp wire-format files, read once
+        self.children = {}  # pid -> dict(id, deadline, started)
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup_r = rfd
+        self.wakeup_w = wfd
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def send(self, obj):
+        self.ctl.send(json.dumps(obj).encode())
+
+    def seccomp_program(self, path):
+        prog = self.programs.get(path)
+        if prog is None:
+            with open(path, "rb") as f:
+                prog = self.programs[path] = f.read()
+        return prog
+
+    def serve(self):
+        poller = select.poll()
+        poller.register(self.ctl.fileno(), select.POLLIN)
+        poller.register(self.wakeup_r, select.POLLIN)
+        while True:
+            timeout_ms = self.next_deadline_ms()
+            try:
+                events = poller.poll(timeout_ms)
+            except InterruptedError:
+                events = []
+            for fd, ev in events:
+                if fd == self.wakeup_r:
+                    self.drain_wakeup()
+                elif fd == self.ctl.fileno():
+                    if not self.handle_ctl():
+                        self.shutdown()
+                        return
+            self.enforce_deadlines()
+            self.reap()
+
+    def next_deadline_ms(self):
+        if not self.children:
+            return -1
+        now = time.monotonic()
+        nearest = min(c["deadline"] for c in self.children.values())
+        return max(0, int((nearest - now) * 1000) + 1)
+
+    def drain_wakeup(self):
+        try:
+            while os.read(self.wakeup_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def handle_ctl(self):
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_CTL_MESSAGE, 4)
+        except InterruptedError:
+            return True
+        if not msg:
+            # An empty datagram: the server asks us to stop. (If the server
+            # dies instead, the parent-death signal ends us.)
+            for fd in fds:
+                os.close(fd)
+            return False
+        try:
+            req = json.loads(msg)
+        except ValueError:
+            for fd in fds:
+                os.close(fd)
+            log("malformed control message")
+            return True
+        if req.get("op") == "kill":
+            for fd in fds:
+                os.close(fd)
+            self.kill(req.get("id"))
+            return True
+        if req.get("op") != "run" or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            self.send({"event": "error", "id": req.get("id"), "message": "bad request"})
+            return True
+        in_fd, out_fd = fds
+        if req.get("seccomp"):
+            try:
+                self.seccomp_program(req["seccomp"])
+            except OSError as e:
+                os.close(in_fd)
+                os.close(out_fd)
+                self.send({"event": "error", "id": req["id"], "message": f"seccomp profile: {e}"})
+                return True
+        try:
+            pid = os.fork()
+        except OSError as e:
+            os.close(in_fd)
+            os.close(out_fd)
+            self.send({"event": "error", "id": req["id"], "message": f"fork failed: {e}"})
+            return True
+        if pid == 0:
+            runner.child_main(self, req, in_fd, out_fd)  # never returns
+        os.close(in_fd)
+        os.close(out_fd)
+        now = time.monotonic()
+        self.children[pid] = {
+            "id": req["id"],
+            "deadline": now + float(req["timeout_s"]),
+            "started": now,
+            "killed": None,
+        }
+        self.send({"event": "started", "id": req["id"], "pid": pid})
+        return True
+
+    def kill(self, request_id):
+        """The server is done with this request: its child goes now."""
+        for pid, c in self.children.items():
+            if c["id"] == request_id:
+                if c["killed"] is None:
+                    c["killed"] = "request_ended"
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def enforce_deadlines(self):
+        now = time.monotonic()
+        for pid, c in self.children.items():
+            if c["killed"] is None and now >= c["deadline"]:
+                c["killed"] = "wall_clock"
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def reap(self):
+        while self.children:
+            try:
+                pid, status, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            c = self.children.pop(pid, None)
+            if c is None:
+                continue
+            self.send(
+                {
+                    "event": "exited",
+                    "id": c["id"],
+                    "pid": pid,
+                    "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                    "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                    "cpu_ms": int((ru.ru_utime + ru.ru_stime) * 1000),
+                    "maxrss_kb": ru.ru_maxrss,
+                    "wall_ms": (time.monotonic() - c["started"]) * 1000.0,
+                    "killed": c["killed"],
+                }
+            )
+
+    def shutdown(self):
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,170 @@
+//! One request, top to bottom: the grant (authorization, checked by the
+//! door) → audit open → policy and request checks → admission → SQL →
+//! sandbox → outcome → audit close → response.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::App;
+use super::authz::{Grant, act};
+use super::prepare::Prepared;
+use super::trail;
+use super::types::{AppError, ExecuteRequest, ExecuteResponse};
+use crate::executor::Job;
+use crate::policy::Policy;
+use crate::sql::{Access, FetchLimits, Rows, SqlError};
+use crate::status::Status;
+
+impl App {
+    /// Run one request to a verdict, on the record, and count it.
+    pub async fn execute(
+        &self,
+        grant: &Grant<act::RunCode>,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, AppError> {
+        let started = Instant::now();
+        let result = self.execute_audited(grant, req).await;
+        let status = match &result {
+            Ok(r) => r.status,
+            Err(e) => e.status(),
+        };
+        self.metrics.observe(status, started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The audit row is written before any work and completed with the
+    /// outcome, whatever it is.
+    async fn execute_audited(
+        &self,
+        grant: &Grant<act::RunCode>,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, AppError> {
+        let id = Uuid::now_v7();
+        if !self.audited {
+            return self.run(id, grant, req).await;
+        }
+        let opening = trail::opening(id, grant.caller(), &req, &self.policies);
+        self.audit.start(&opening).await.map_err(|e| {
+            tracing::error!("audit insert failed: {e}");
+            AppError::AuditUnavailable("the audit database refused the insert".into())
+        })?;
+        let full_text = (req.sql_query.clone(), req.classifier_code.clone());
+        let result = self.run(id, grant, req).await;
+        if let Err(e) = self.audit.finish(id, &trail::closing(&result, full_text)).await {
+            // The verdict stands; the row stays `running` and says so.
+            tracing::error!(execution_id = %id, "audit completion failed: {e}");
+        }
+        result
+    }
+
+    /// Record a request that could not even be parsed (HTTP 400).
+    pub async fn record_rejected(&self, grant: &Grant<act::RunCode>, message: &str) {
+        let id = Uuid::now_v7();
+        let (start, finish) = trail::rejected(id, grant.caller(), message);
+        if let Err(e) = async {
+            self.audit.start(&start).await?;
+            self.audit.finish(id, &finish).await
+        }
+        .await
+        {
+            tracing::error!("auditing a rejected request failed: {e}");
+        }
+    }
+
+    async fn run(
+        &self,
+        id: Uuid,
+        grant: &Grant<act::RunCode>,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, AppError> {
+        let started = Instant::now();
+        let (policy, prepared) = self.prepare(grant, &req)?;
+        if !self.is_ready() {
+            return Err(AppError::NotReady);
+        }
+        let _permit = self.admission.enter().await?;
+        let mut resp = ExecuteResponse::new(id, policy);
+        if let Some(rows) = self.fetch(&req, &prepared, policy, &mut resp).await? {
+            self.sandbox(policy, prepared, rows, &mut resp).await;
+        }
+        resp.timings_ms.total = ms(started);
+        Ok(resp)
+    }
+
+    /// The SQL stage: the rows, or `None` with the verdict set.
+    async fn fetch(
+        &self,
+        req: &ExecuteRequest,
+        prepared: &Prepared,
+        policy: &Policy,
+        resp: &mut ExecuteResponse,
+    ) -> Result<Option<Rows>, AppError> {
+        let t_sql = Instant::now();
+        let fetched = self
+            .source
+            .fetch(
+                &req.sql_query,
+                &prepared.params,
+                Access { tables: &policy.tables, role: policy.database.role.as_deref() },
+                FetchLimits {
+                    max_rows: policy.limits.max_rows,
+                    max_bytes: policy.limits.max_fetch_bytes,
+                    timeout: Duration::from_secs_f64(policy.limits.sql_timeout_s),
+                },
+            )
+            .await;
+        resp.timings_ms.sql = Some(ms(t_sql));
+        match fetched {
+            Ok(rows) => {
+                resp.row_count = Some(rows.row_count);
+                resp.columns = Some(rows.columns.clone());
+                Ok(Some(rows))
+            }
+            Err(SqlError::Unavailable { message }) => Err(AppError::DatabaseUnavailable(message)),
+            Err(SqlError::Database { message }) if message.to_lowercase().contains("column") => {
+                // Name what exists, so the next attempt can use it.
+                let hint = self.column_hint(&req.sql_query, policy).await;
+                resp.set_sql_error(SqlError::Database { message: format!("{message}{hint}") });
+                Ok(None)
+            }
+            Err(e) => {
+                resp.set_sql_error(e);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The sandbox stage: the code runs in a fresh child; its outcome and
+    /// the policy's output bounds make the verdict.
+    async fn sandbox(&self, policy: &Policy, prepared: Prepared, rows: Rows, resp: &mut ExecuteResponse) {
+        let job = Job {
+            id: resp.execution_id,
+            code: prepared.code,
+            entrypoint: prepared.entrypoint,
+            arrow_ipc: rows.arrow_ipc,
+            row_count: rows.row_count,
+            limits: prepared.limits,
+        };
+        let t_box = Instant::now();
+        let outcome = self.executor.run(policy, job).await;
+        resp.timings_ms.sandbox = Some(ms(t_box));
+        match outcome {
+            Ok(o) => {
+                resp.set_outcome(o);
+                resp.shape_output(policy);
+            }
+            Err(e) => {
+                tracing::error!(execution_id = %resp.execution_id, "executor failed: {e}");
+                resp.set_error(Status::InternalError, json!({
+                    "message": "sluice failed to run the code (its sandbox process broke); this is not your code's fault, retry the request",
+                }));
+            }
+        }
+    }
+}
+
+pub(super) fn ms(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,94 @@
+//! Reading what sluice knows: audit records, metrics, readiness. Each
+//! takes the grant the permission table gave for it.
+
+use serde_json::{Value, json};
+
+use super::App;
+use super::authz::{Grant, act};
+use super::types::AppError;
+use crate::audit::{Filter, Page, Record};
+
+impl App {
+    /// One audit record, if the grant shows it (404 otherwise, so a key
+    /// learns nothing of records it may not see).
+    pub async fn record(&self, grant: &Grant<act::ReadRecord>, id: &str) -> Result<Record, AppError> {
+        let unseen = || {
+            AppError::NotFound(format!(
+                "no execution {} that this key may see{}",
+                crate::output::clip(id, 64),
+                match grant.reach() {
+                    super::authz::Reach::Own => " (a key without the audit role sees only its own)",
+                    super::authz::Reach::Any => "",
+                }
+            ))
+        };
+        match self.audit.get(id).await {
+            Ok(r) if grant.sees(&r) => Ok(r),
+            Ok(_) | Err(crate::audit::AuditError::NotFound(_)) => Err(unseen()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A page of records matching `filter`, within what the grant shows.
+    pub async fn records(
+        &self,
+        grant: &Grant<act::ListRecords>,
+        mut filter: Filter,
+    ) -> Result<Page, AppError> {
+        filter.scope = grant.scope();
+        Ok(self.audit.list(&filter).await?)
+    }
+
+    /// Walk the hash chain.
+    pub async fn verify_chain(
+        &self,
+        _: &Grant<act::VerifyChain>,
+    ) -> Result<crate::audit::chain::Verification, AppError> {
+        Ok(crate::audit::chain::verify(&self.audit).await?)
+    }
+
+    /// Prometheus text for GET /metrics.
+    pub async fn metrics_text(&self, _: &Grant<act::ReadMetrics>) -> String {
+        let up = if self.executor.all_alive().await { 1.0 } else { 0.0 };
+        self.metrics.render(&[
+            ("sluice_zygotes_up", "1 when every environment's zygote is running.", up),
+            ("sluice_ready", "1 once the zygotes are warm.", if self.is_ready() { 1.0 } else { 0.0 }),
+            (
+                "sluice_queue_waiting",
+                "Requests waiting for an execution slot.",
+                self.admission.waiting() as f64,
+            ),
+        ])
+    }
+
+    /// Facts for /readyz: whether sluice is ready, and with a grant for
+    /// the server's details what it runs on (the database, its guards,
+    /// the sandbox layers, zygote pids).
+    pub async fn readiness(&self, details: Option<&Grant<act::ReadServerDetails>>) -> (bool, Value) {
+        let zygotes = self.executor.all_alive().await;
+        let db = self.source.ping().await;
+        let ready = self.is_ready() && zygotes && db;
+        let environments = self.executor.describe().await;
+        if details.is_some() {
+            let body = json!({
+                "ready": ready,
+                "warm": self.is_ready(),
+                "database": {"reachable": db, "url": self.source.describe(), "sql_guards": self.sql_guards},
+                "environments": environments,
+            });
+            return (ready, body);
+        }
+        let alive: serde_json::Map<String, Value> = environments
+            .as_object()
+            .map(|envs| envs.iter().map(|(k, v)| (k.clone(), json!({"alive": v["alive"]}))).collect())
+            .unwrap_or_default();
+        let brief = json!({
+            "ready": ready,
+            "warm": self.is_ready(),
+            "database": {"reachable": db},
+            "environments": Value::Object(alive),
+            "detail": "send `Authorization: Bearer <key>` of a key with the audit role for the database, its guards and the sandbox layers",
+        });
+        (ready, brief)
+    }
+}

@@ -1,0 +1,234 @@
+//! Start-up wiring: policies, environments, the database and its guards,
+//! the runtime files, the jail. Nothing here runs per request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::App;
+use super::admission::Admission;
+use crate::audit::AuditStore;
+use crate::config::DataDir;
+use crate::environment::Environments;
+use crate::executor::{ExecError, Executor};
+use crate::policy::Policies;
+use crate::sql::{DataSource, SqlError};
+use crate::{demo, runtime};
+
+/// What `App::build` needs.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub data_dir: PathBuf,
+    /// `None`: the demo database.
+    pub database: Option<String>,
+    pub policies_dir: Option<PathBuf>,
+    /// Requests running at once (default: the number of CPUs).
+    pub concurrency: usize,
+    /// Requests that may wait for a slot before new ones get 429.
+    pub queue: usize,
+    /// Print environment-building progress to stderr.
+    pub progress: bool,
+    /// `None`: SQLite `audit.sqlite` in the data dir.
+    pub audit_database: Option<String>,
+    /// Connections in the data source's pool (default: 2 × concurrency).
+    pub db_connections: Option<usize>,
+    /// Skip the audit log. Only the benchmark sets this, to measure what
+    /// auditing costs; no flag, variable or policy reaches it.
+    #[doc(hidden)]
+    pub benchmark_without_audit: bool,
+}
+
+impl AppConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let cpus = crate::config::available_cpus();
+        Self {
+            data_dir: data_dir.into(),
+            database: None,
+            policies_dir: None,
+            concurrency: cpus,
+            queue: cpus * 16,
+            progress: true,
+            audit_database: None,
+            db_connections: None,
+            benchmark_without_audit: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Environment(#[from] crate::environment::EnvError),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Jail(#[from] crate::executor::jail::JailError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    WritableDatabase(String),
+    #[error("{0}")]
+    SqlGuard(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl App {
+    /// Load policies, build missing environments and the demo database,
+    /// connect to the database. Does not start zygotes (see `warm_up`).
+    pub async fn build(cfg: AppConfig) -> Result<App, StartError> {
+        let data = DataDir::new(&cfg.data_dir);
+        create_private_dir(data.root())?;
+        let policies = Policies::load(cfg.policies_dir.as_deref())?;
+        let audit = AuditStore::open(&audit_url(&cfg)).await?;
+        let interrupted = audit.mark_interrupted().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                "marked {interrupted} audit row(s) left `running` by a stopped server as `interrupted`"
+            );
+        }
+        for p in policies.iter() {
+            if !Environments::names().any(|n| n == p.environment) {
+                return Err(StartError::Policy(crate::policy::PolicyError::Invalid {
+                    file: format!("policy `{}`", p.name),
+                    key: "environment",
+                    problem: format!(
+                        "unknown environment `{}`; known: {}",
+                        p.environment,
+                        Environments::names().collect::<Vec<_>>().join(", ")
+                    ),
+                }));
+            }
+        }
+
+        let mut wanted: Vec<String> = policies.iter().map(|p| p.environment.clone()).collect();
+        wanted.sort();
+        wanted.dedup();
+        let (envs, data2, progress) = (wanted.clone(), data.clone(), cfg.progress);
+        let built = tokio::task::spawn_blocking(move || {
+            let mut e = Environments::new(data2);
+            e.progress = progress;
+            envs.iter().map(|n| e.ensure(n, false)).collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .expect("environment build panicked")?;
+
+        let url = match &cfg.database {
+            Some(u) => u.clone(),
+            None => {
+                let default_env = built.iter().find(|e| e.name == "default").unwrap_or(&built[0]).clone();
+                let data3 = data.clone();
+                let path = tokio::task::spawn_blocking(move || demo::ensure(&data3, &default_env))
+                    .await
+                    .expect("demo build panicked")?;
+                format!("sqlite://{}", path.display())
+            }
+        };
+        let pool_size = cfg.db_connections.unwrap_or(cfg.concurrency * 2).max(1) as u32;
+        let source = DataSource::connect(&url, pool_size).await?;
+        let writable = source.writable_tables().await?;
+        if !writable.is_empty() {
+            let strict: Vec<&str> = policies
+                .iter()
+                .filter(|p| p.database.require_read_only_role)
+                .map(|p| p.name.as_str())
+                .collect();
+            let what = format!(
+                "the database user of {} can write ({}); sluice keeps queries read-only, but a read-only role \
+                 is the layer that holds if the others fail (see README, \"read-only role\")",
+                source.describe(),
+                writable.join(", ")
+            );
+            if !strict.is_empty() {
+                return Err(StartError::WritableDatabase(format!(
+                    "{what}; policy `{}` requires a read-only role",
+                    strict.join("`, `")
+                )));
+            }
+            tracing::warn!("{what}");
+        }
+        let sql_guards = source.engine_guards(&policies, &writable).await?;
+        for g in &sql_guards {
+            if g.tables && g.writes {
+                continue;
+            }
+            if policies.get(&g.policy).is_some_and(|p| p.database.require_role) {
+                return Err(StartError::SqlGuard(format!(
+                    "policy `{}` requires the database to enforce it ([database] require_role), but: {}",
+                    g.policy, g.detail
+                )));
+            }
+            tracing::warn!("SQL guard degraded for policy `{}`: {}", g.policy, g.detail);
+        }
+        let files = runtime::install(&data.runtime()).map_err(|source| StartError::Io {
+            what: format!("writing runtime files under {}", data.runtime().display()),
+            source,
+        })?;
+        let scratch =
+            crate::executor::scratch::prepare(&data.scratch()).map_err(|source| StartError::Io {
+                what: format!("preparing the scratch dirs under {}", data.scratch().display()),
+                source,
+            })?;
+        let jail =
+            crate::executor::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
+        let executor = Arc::new(Executor::new(files, scratch, built, jail));
+        Ok(App {
+            policies,
+            audit,
+            metrics: Default::default(),
+            audited: !cfg.benchmark_without_audit,
+            source,
+            sql_guards,
+            executor,
+            admission: Admission::new(cfg.concurrency.max(1), cfg.queue),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Start every environment's zygote; the app is ready afterwards.
+    pub async fn warm_up(&self) -> Result<(), StartError> {
+        let mut envs: Vec<&str> = self.policies.iter().map(|p| p.environment.as_str()).collect();
+        envs.sort();
+        envs.dedup();
+        for env in envs {
+            self.executor.warm(env, &self.policies).await?;
+        }
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.executor.clone().supervise());
+        }
+        Ok(())
+    }
+
+    /// Every sandbox layer on this host (from the default policy's
+    /// environment), and whether every policy accepts the missing ones.
+    pub async fn layers(
+        &self,
+    ) -> Result<(Vec<crate::executor::jail::Layer>, Result<(), crate::executor::jail::JailError>), StartError>
+    {
+        let env =
+            self.policies.get("default").map(|p| p.environment.clone()).unwrap_or_else(|| "default".into());
+        Ok(self.executor.layers(&env, &self.policies).await?)
+    }
+}
+
+/// The audit database URL of a configuration.
+pub fn audit_url(cfg: &AppConfig) -> String {
+    cfg.audit_database.clone().unwrap_or_else(|| {
+        format!("sqlite://{}", DataDir::new(&cfg.data_dir).root().join("audit.sqlite").display())
+    })
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StartError::Io { what: format!("creating {}", path.display()), source })
+}

@@ -1,0 +1,156 @@
+//! The commands that run sluice: `serve`, `run`, `doctor`, `mcp`, `env`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use super::{EnvCommand, RunArgs, ServeArgs, SourceArgs, app_config, cli_caller, local_user};
+use crate::app::{App, AppConfig, Caller, ExecuteRequest, act, grant};
+use crate::audit::keys::{Principal, Role};
+use crate::config::DataDir;
+use crate::environment::Environments;
+use crate::status::Status;
+
+pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = app_config(data_dir, &a.source);
+    if let Some(c) = a.concurrency {
+        cfg.concurrency = c.max(1);
+    }
+    if let Some(q) = a.queue {
+        cfg.queue = q;
+    }
+    cfg.db_connections = a.db_connections;
+    let app = Arc::new(App::build(cfg).await?);
+    let keys = app.keys(&grant::<act::ManageKeys>(&cli_caller())?);
+    if keys.active_key_count().await? == 0 {
+        let (key, secret) = keys.create_key("admin", &[Role::Admin], None).await?;
+        println!(
+            "sluice: no API key existed, so an admin key `{}` ({}) was created. It is shown only now:",
+            key.name, key.id
+        );
+        println!("{secret}");
+    }
+    let listener =
+        tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(crate::http::serve(listener, app.clone()));
+    // Requests get 503 until the zygotes are warm; then we say where we are.
+    app.warm_up().await?;
+    let (layers, _) = app.layers().await?;
+    for l in layers.iter().filter(|l| !l.active) {
+        eprintln!("sluice: warning: sandbox layer `{}` is not active on this host: {}", l.name, l.detail);
+    }
+    println!("sluice listening on http://{addr}");
+    server.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn env(data_dir: PathBuf, c: EnvCommand) -> anyhow::Result<ExitCode> {
+    let envs = Environments::new(DataDir::new(data_dir));
+    match c {
+        EnvCommand::Setup { name, force } => {
+            let name = name.as_deref().unwrap_or("default");
+            let e = envs.ensure(name, force)?;
+            println!("{}\t{}\t{}", e.name, e.hash, e.dir.display());
+        }
+        EnvCommand::List => {
+            for s in envs.list()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    s.name,
+                    s.hash,
+                    if s.built { "built" } else { "not built" },
+                    s.dir.display(),
+                    s.packages.join(" ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let code = if a.code_file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading code from stdin")?
+    } else {
+        std::fs::read_to_string(&a.code_file).with_context(|| format!("reading {}", a.code_file.display()))?
+    };
+    let params = a
+        .params
+        .iter()
+        .map(|p| {
+            serde_json::from_str(p)
+                .with_context(|| format!("--param {p}: not JSON (strings need quotes: '\"x\"')"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut cfg = app_config(data_dir, &a.source);
+    cfg.concurrency = 1;
+    let app = App::build(cfg).await?;
+    app.warm_up().await?;
+    let req = ExecuteRequest {
+        sql_query: a.sql,
+        params,
+        classifier_code: code,
+        entrypoint: a.entrypoint,
+        timeout: a.timeout,
+        max_memory: a.max_memory,
+        policy: a.policy,
+    };
+    let resp = match app.execute(&grant::<act::RunCode>(&cli_caller())?, req).await {
+        Ok(r) => r,
+        Err(e) => bail!("{e}"),
+    };
+    println!("{}", serde_json::to_string_pretty(&resp)?);
+    Ok(if resp.status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub async fn doctor(data_dir: PathBuf, policies: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut cfg = AppConfig::new(data_dir);
+    cfg.policies_dir = policies;
+    cfg.concurrency = 1;
+    let app = App::build(cfg).await?;
+    let (layers, verdict) = app.layers().await?;
+    if json {
+        let v = serde_json::json!({
+            "layers": layers,
+            "ok": verdict.is_ok(),
+            "error": verdict.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{:<18} {:<8} detail", "layer", "status");
+        for l in &layers {
+            println!("{:<18} {:<8} {}", l.name, if l.active { "active" } else { "MISSING" }, l.detail);
+        }
+        for p in app.policies.iter() {
+            let accepted = p.sandbox.allow_degraded.join(", ");
+            println!("policy {}: accepts missing [{}]", p.name, accepted);
+        }
+        match &verdict {
+            Ok(()) => println!("ok: `sluice serve` will start with these layers"),
+            Err(e) => println!("refused: {e}"),
+        }
+    }
+    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+pub async fn mcp(data_dir: PathBuf, source: SourceArgs) -> anyhow::Result<ExitCode> {
+    use rmcp::ServiceExt;
+    let mut cfg = app_config(data_dir, &source);
+    cfg.progress = false; // stdout is the protocol
+    let app = Arc::new(App::build(cfg).await?);
+    app.warm_up().await?;
+    let principal = match std::env::var("SLUICE_API_KEY") {
+        Ok(key) => app
+            .authenticate(key.trim())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("SLUICE_API_KEY is not a live key"))?,
+        Err(_) => Principal::local(&local_user()),
+    };
+    let caller = Caller { principal, client_addr: Some("stdio".into()) };
+    let service = crate::mcp::SluiceTools::new(app, Some(caller)).serve(rmcp::transport::stdio()).await?;
+    service.waiting().await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,251 @@
+//! The host side of the sandbox: which layers this host can provide, the
+//! compiled seccomp profiles, per-request cgroups, and what each request's
+//! child is told to apply. The layers themselves are applied in the child
+//! (sandbox crate + harness), in the order documented in ARCHITECTURE.md.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::protocol::ReadyInfo;
+use super::{cgroup, seccomp};
+use crate::policy::{Policies, Policy};
+
+/// Landlock ABI needed for everything we ask of it (signal and abstract
+/// socket scoping arrived in ABI 6).
+pub const LANDLOCK_ABI_WANTED: i32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error(
+        "sandbox layer `{layer}` is not available on this host ({detail}); policy `{policy}` does not accept \
+         running without it (add \"{layer}\" to [sandbox] allow_degraded in that policy to accept it)"
+    )]
+    Missing { layer: &'static str, detail: String, policy: String },
+}
+
+/// One layer of the sandbox and whether this host provides it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layer {
+    pub name: &'static str,
+    pub active: bool,
+    pub detail: String,
+}
+
+/// What a child applies for one request.
+#[derive(Debug, Clone)]
+pub struct ChildSandbox {
+    pub seccomp: Option<PathBuf>,
+    pub landlock: bool,
+}
+
+pub struct Jail {
+    pub cgroups: Result<cgroup::Cgroups, String>,
+    profiles: BTreeMap<String, seccomp::CompiledProfile>,
+}
+
+impl Jail {
+    /// Compile every policy's seccomp profile and set up cgroups.
+    pub fn prepare(
+        policies: &Policies,
+        policies_dir: Option<&Path>,
+        runtime_dir: &Path,
+    ) -> Result<Jail, JailError> {
+        let mut profiles = BTreeMap::new();
+        for p in policies.iter() {
+            let name = &p.sandbox.seccomp_profile;
+            if !profiles.contains_key(name) {
+                profiles.insert(name.clone(), seccomp::install(policies_dir, name, runtime_dir)?);
+            }
+        }
+        let cgroups = cgroup::Cgroups::detect();
+        if let Err(why) = &cgroups {
+            tracing::info!("no per-request cgroups: {why}");
+        }
+        Ok(Jail { cgroups, profiles })
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&seccomp::CompiledProfile> {
+        self.profiles.get(name)
+    }
+
+    /// Every layer and whether it is active, given what the zygote found.
+    pub fn layers(&self, z: &ReadyInfo) -> Vec<Layer> {
+        let iso = &z.isolation;
+        let ll = iso.landlock_abi;
+        vec![
+            Layer {
+                name: "process",
+                active: true,
+                detail: "one fork per request, killed when its request ends or at its deadline".into(),
+            },
+            Layer {
+                name: "network_namespace",
+                active: iso.network_namespace,
+                detail: iso.error.clone().unwrap_or_else(|| "no interfaces but a downed loopback".into()),
+            },
+            Layer {
+                name: "user_namespace",
+                active: iso.user_namespace,
+                detail: match (iso.user_namespace, iso.child_uids) {
+                    (true, Some([lo, hi])) => format!(
+                        "each live child runs as a host uid of its own ({lo}-{hi}, no account, never root), \
+                         no groups, no capabilities"
+                    ),
+                    (true, None) => format!(
+                        "children run as the server's own uid {} with no capabilities (start sluice as root \
+                         for a uid of their own each)",
+                        iso.uid
+                    ),
+                    (false, _) => {
+                        iso.error.clone().unwrap_or_else(|| "user namespaces are not available".into())
+                    }
+                },
+            },
+            Layer {
+                name: "mount_namespace",
+                active: iso.mount_namespace,
+                detail: if iso.mount_namespace {
+                    "each child's scratch dir is a tmpfs of its own (size per policy, no setuid, no devices, \
+                     no executables), gone with the process"
+                        .into()
+                } else {
+                    iso.error.clone().unwrap_or_else(|| "mount namespaces are not available".into())
+                },
+            },
+            Layer {
+                name: "landlock",
+                active: ll >= LANDLOCK_ABI_WANTED,
+                detail: format!("kernel ABI {ll} (need {LANDLOCK_ABI_WANTED} for signal and socket scoping)"),
+            },
+            Layer {
+                name: "seccomp",
+                active: iso.seccomp && !self.profiles.is_empty(),
+                detail: if iso.seccomp {
+                    format!("profiles: {}", self.profiles.keys().cloned().collect::<Vec<_>>().join(", "))
+                } else {
+                    "the kernel has no seccomp filters".into()
+                },
+            },
+            Layer {
+                name: "rlimits",
+                active: true,
+                detail: "CPU, address space, threads, files, file size, core".into(),
+            },
+            Layer {
+                name: "cgroup",
+                active: self.cgroups.is_ok(),
+                detail: match &self.cgroups {
+                    Ok(c) => format!("memory and pids per request ({})", c.describe()),
+                    Err(why) => why.clone(),
+                },
+            },
+        ]
+    }
+
+    /// Refuse to run a policy whose required layers are missing.
+    pub fn check(&self, policies: &Policies, z: &ReadyInfo) -> Result<(), JailError> {
+        let layers = self.layers(z);
+        for p in policies.iter() {
+            for l in layers.iter().filter(|l| !l.active) {
+                if !p.sandbox.allow_degraded.iter().any(|d| d == l.name) {
+                    return Err(JailError::Missing {
+                        layer: l.name,
+                        detail: l.detail.clone(),
+                        policy: p.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the child must apply under `policy` on this host.
+    pub fn child_sandbox(&self, policy: &Policy, z: &ReadyInfo) -> ChildSandbox {
+        let seccomp_ok = z.isolation.seccomp;
+        ChildSandbox {
+            seccomp: self
+                .profiles
+                .get(&policy.sandbox.seccomp_profile)
+                .filter(|_| seccomp_ok)
+                .map(|p| p.path.clone()),
+            landlock: z.isolation.landlock_abi >= 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::protocol::Isolation;
+
+    fn ready(landlock_abi: i32, user_namespace: bool) -> ReadyInfo {
+        ReadyInfo {
+            protocol: crate::executor::protocol::VERSION,
+            pid: 1,
+            python: "3.11".into(),
+            versions: serde_json::json!({}),
+            import_ms: 0.0,
+            vm_kb: 0,
+            rss_kb: 0,
+            threads: 1,
+            isolation: Isolation {
+                user_namespace,
+                network_namespace: true,
+                error: None,
+                mount_namespace: true,
+                uid: 65534,
+                child_uids: None,
+                covered: 0,
+                landlock_abi,
+                seccomp: true,
+            },
+        }
+    }
+
+    fn jail() -> Jail {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let policies = Policies::load(None).unwrap();
+        let dir = std::env::temp_dir().join(format!("sluice-jail-test-{}-{n}", std::process::id()));
+        let mut j = Jail::prepare(&policies, None, &dir).unwrap();
+        j.cgroups = Err("not in this test".into());
+        j
+    }
+
+    #[test]
+    fn a_missing_layer_stops_a_policy_that_does_not_accept_it() {
+        let policies = Policies::load(None).unwrap();
+        let j = jail();
+        // cgroup missing: the default policy accepts that.
+        assert!(j.check(&policies, &ready(7, true)).is_ok());
+        let e = j.check(&policies, &ready(0, true)).unwrap_err().to_string();
+        assert!(
+            e.contains("`landlock`") && e.contains("policy `default`") && e.contains("allow_degraded"),
+            "{e}"
+        );
+        let e = j.check(&policies, &ready(7, false)).unwrap_err().to_string();
+        assert!(e.contains("`user_namespace`"), "{e}");
+    }
+
+    #[test]
+    fn every_layer_is_reported() {
+        let names: Vec<_> = jail().layers(&ready(7, true)).iter().map(|l| l.name).collect();
+        assert_eq!(
+            names,
+            [
+                "process",
+                "network_namespace",
+                "user_namespace",
+                "mount_namespace",
+                "landlock",
+                "seccomp",
+                "rlimits",
+                "cgroup"
+            ]
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! The host ⇄ zygote protocol, typed and versioned. The server sends one
+//! JSON datagram per message (`Run`, `Kill`; an empty datagram asks the
+//! zygote to stop); the zygote answers with `Wire` events. The zygote's
+//! `ready` names the protocol version it speaks, and the server refuses a
+//! zygote that speaks another (sandbox/python/harness.py
+//! `PROTOCOL_VERSION`; a unit test in runtime.rs keeps them equal).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The version of this protocol.
+pub const VERSION: u32 = 2;
+
+/// Largest datagram either side sends.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Limits the child applies to itself (rlimits, its scratch tmpfs) or the
+/// harness enforces (captured output, result size). Each has the name it
+/// has in the policy file, on every step from there to the child.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ChildLimits {
+    pub timeout_s: f64,
+    pub cpu_s: u64,
+    pub memory_mb: u64,
+    pub max_threads: u64,
+    pub max_open_files: u64,
+    pub max_file_size_mb: u64,
+    pub max_scratch_mb: u64,
+    pub max_stdout_bytes: u64,
+    pub max_stderr_bytes: u64,
+    pub max_output_bytes: u64,
+}
+
+/// What each child applies besides its limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxSpec {
+    pub landlock: bool,
+    pub seccomp: bool,
+}
+
+/// Fork a child for request `id` (sent with the child's two pipe fds).
+#[derive(Debug, Serialize)]
+pub struct Run<'a> {
+    pub op: &'static str,
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub limits: &'a ChildLimits,
+    pub entrypoint: &'a str,
+    /// The mount point of its scratch tmpfs.
+    pub scratch: &'a Path,
+    /// The compiled seccomp program, if the policy has one.
+    pub seccomp: Option<&'a Path>,
+    pub sandbox: SandboxSpec,
+    /// Its own host uid (as root).
+    pub uid: Option<u32>,
+}
+
+impl Run<'_> {
+    pub fn encode(&self) -> Encoded {
+        Encoded(serde_json::to_vec(self).expect("serializable"))
+    }
+}
+
+/// A `Run` as the zygote reads it.
+pub struct Encoded(pub Vec<u8>);
+
+/// SIGKILL request `id`'s child (the zygote reaps it: no pid reuse).
+#[derive(Debug, Serialize)]
+pub struct Kill {
+    pub op: &'static str,
+    pub id: Uuid,
+}
+
+impl Kill {
+    pub fn new(id: Uuid) -> Self {
+        Kill { op: "kill", id }
+    }
+}
+
+/// What the zygote reports once its imports are done.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ReadyInfo {
+    /// The protocol version the zygote speaks (`VERSION`).
+    pub protocol: u32,
+    pub pid: i32,
+    pub python: String,
+    pub versions: serde_json::Value,
+    pub import_ms: f64,
+    pub vm_kb: u64,
+    pub rss_kb: u64,
+    pub threads: u32,
+    pub isolation: Isolation,
+}
+
+/// What the zygote achieved and found when it isolated itself.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Isolation {
+    pub user_namespace: bool,
+    pub network_namespace: bool,
+    pub error: Option<String>,
+    /// Each child has a mount namespace of its own (its scratch tmpfs).
+    #[serde(default)]
+    pub mount_namespace: bool,
+    /// The zygote's uid inside its user namespace.
+    pub uid: u32,
+    /// As root: the host uids children run as, one per live child.
+    #[serde(default)]
+    pub child_uids: Option<[u32; 2]>,
+    /// Directories only root could search that were covered for them.
+    #[serde(default)]
+    pub covered: u32,
+    pub landlock_abi: i32,
+    pub seccomp: bool,
+}
+
+/// How a child ended, as the zygote saw it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Exit {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cpu_ms: u64,
+    pub maxrss_kb: u64,
+    pub wall_ms: f64,
+    /// "wall_clock" when the zygote killed it at the deadline.
+    pub killed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Wire {
+    Ready(ReadyInfo),
+    Failed {
+        message: String,
+    },
+    Started {
+        id: Uuid,
+        pid: i32,
+    },
+    Exited {
+        id: Uuid,
+        #[serde(flatten)]
+        exit: Exit,
+    },
+    Error {
+        id: Option<Uuid>,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_harness_speaks_this_protocol() {
+        let harness = include_str!("../../sandbox/python/harness.py");
+        let want = format!("PROTOCOL_VERSION = {}", super::VERSION);
+        assert!(harness.contains(&want), "harness.py must declare `{want}`");
+    }
+}

@@ -1,0 +1,182 @@
+//! What the backends share: binding params, reading rows under the limits,
+//! typing columns, checking a role's grants, caching the catalogue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Catalog, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, encode};
+use crate::policy::TableAllow;
+
+/// Bind the request's parameters to a query, in order (every backend).
+/// `N` is the type a NULL is sent as.
+pub(crate) fn bind_params<'q, DB, N>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    params: &[Param],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    for<'t> Option<N>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> bool: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> f64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    for p in params {
+        query = match p {
+            Param::Null => query.bind(None::<N>),
+            Param::Bool(b) => query.bind(*b),
+            Param::Int(i) => query.bind(*i),
+            Param::Float(f) => query.bind(*f),
+            Param::Text(s) => query.bind(s.clone()),
+        };
+    }
+    query
+}
+
+/// Read rows into `columns` (one cell each, by `cell`), stopping with
+/// `RowLimit` past `limits.max_rows`, then encode them.
+pub(crate) async fn collect_rows<R, E>(
+    mut stream: impl futures_util::Stream<Item = Result<R, E>> + Unpin,
+    mut columns: Vec<encode::ColumnData>,
+    limits: FetchLimits,
+    on_error: impl Fn(E) -> SqlError,
+    cell: impl Fn(&R, usize, &str) -> Result<encode::Cell, SqlError>,
+) -> Result<Rows, SqlError> {
+    use futures_util::TryStreamExt;
+    let mut n: u64 = 0;
+    let mut bytes = ByteCount::new(limits.max_bytes);
+    while let Some(row) = stream.try_next().await.map_err(&on_error)? {
+        if n == limits.max_rows {
+            return Err(SqlError::RowLimit { limit: limits.max_rows });
+        }
+        n += 1;
+        for (i, col) in columns.iter_mut().enumerate() {
+            let c = cell(&row, i, &col.declared)?;
+            bytes.add(&c)?;
+            col.cells.push(c);
+        }
+    }
+    drop(stream);
+    encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+}
+
+/// The columns of a prepared statement of a statically typed backend, each
+/// with its kind; a type sluice cannot read is an error that suggests the
+/// backend's own cast (`cast` turns a column name into it).
+pub(crate) fn typed_columns<C: sqlx::Column>(
+    columns: &[C],
+    kind_of: fn(&str) -> Option<encode::Kind>,
+    cast: fn(&str) -> String,
+) -> Result<Vec<encode::ColumnData>, SqlError> {
+    use sqlx::TypeInfo;
+    columns
+        .iter()
+        .map(|c| {
+            let declared = c.type_info().name().to_string();
+            let kind = kind_of(&declared).ok_or_else(|| SqlError::Database {
+                message: format!(
+                    "column `{}` has type {declared}, which sluice cannot read yet; cast it in the query, e.g. {}",
+                    c.name(),
+                    cast(c.name())
+                ),
+            })?;
+            Ok(encode::ColumnData { name: c.name().to_string(), declared, cells: Vec::new(), kind: Some(kind) })
+        })
+        .collect()
+}
+
+/// The policy's tables a role cannot read (verifying a role: each allowed
+/// table must be among the role's `readable` ones).
+pub(crate) fn unreadable(
+    rules: &NameRules,
+    tables: &TableAllow,
+    readable: &[sluice_sql_guard::Resolved],
+) -> Vec<String> {
+    let TableAllow::Only(entries) = tables else { return Vec::new() };
+    entries
+        .iter()
+        .filter(|e| !readable.iter().any(|r| rules.same(r, &rules.entry(e))))
+        .map(|e| {
+            format!("it cannot read allowed table {e} (GRANT SELECT ON it, or remove it from the policy)")
+        })
+        .collect()
+}
+
+/// Catalogue rows from a query selecting `s`, `t`, `c`, `d`.
+pub(crate) fn schema_columns<R>(rows: &[R]) -> Vec<SchemaColumn>
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .filter_map(|r| {
+            Some(SchemaColumn {
+                schema: r.try_get("s").ok()?,
+                table: r.try_get("t").ok()?,
+                column: r.try_get("c").ok()?,
+                data_type: r.try_get("d").ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The bytes of the values fetched so far, against `FetchLimits::max_bytes`.
+pub(crate) struct ByteCount {
+    total: u64,
+    limit: u64,
+}
+
+impl ByteCount {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self { total: 0, limit }
+    }
+
+    pub(crate) fn add(&mut self, c: &encode::Cell) -> Result<(), SqlError> {
+        const SLOT: u64 = std::mem::size_of::<encode::Cell>() as u64;
+        self.total += SLOT
+            + match c {
+                encode::Cell::Text(s) => s.len() as u64,
+                encode::Cell::Blob(b) => b.len() as u64,
+                _ => 0,
+            };
+        if self.limit > 0 && self.total > self.limit {
+            return Err(SqlError::ByteLimit { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+/// How long a loaded catalogue is trusted before it is read again.
+const CATALOG_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// The catalogue a backend last loaded, reloaded when older than
+/// `CATALOG_MAX_AGE` (a table or stored function created meanwhile is
+/// refused or treated conservatively until then, never let through).
+#[derive(Default)]
+pub(crate) struct CatalogCache(tokio::sync::Mutex<Option<(std::time::Instant, Arc<Catalog>)>>);
+
+impl CatalogCache {
+    pub(crate) async fn get<F: std::future::Future<Output = Result<Catalog, SqlError>>>(
+        &self,
+        load: impl FnOnce() -> F,
+    ) -> Arc<Catalog> {
+        let mut slot = self.0.lock().await;
+        if let Some((at, c)) = slot.as_ref()
+            && at.elapsed() < CATALOG_MAX_AGE
+        {
+            return c.clone();
+        }
+        match load().await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *slot = Some((std::time::Instant::now(), c.clone()));
+                c
+            }
+            Err(e) => {
+                tracing::warn!("reading the database catalogue failed: {e}");
+                slot.as_ref().map(|(_, c)| c.clone()).unwrap_or_default()
+            }
+        }
+    }
+}

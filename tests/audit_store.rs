@@ -1,0 +1,288 @@
+//! The audit store itself: the hash chain under concurrent writers (SQLite
+//! and PostgreSQL), tamper detection, crash recovery, the `keys` CLI, and
+//! pages bounded in bytes. Keys and the log over HTTP: `audit_api.rs`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::OK;
+use serde_json::{Value, json};
+use sluice::audit::{AuditStore, Finish, NewExecution};
+use uuid::Uuid;
+
+fn temp_db(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "audit-{name}-{}-{}.sqlite",
+        std::process::id(),
+        Uuid::now_v7()
+    ));
+    format!("sqlite://{}", path.display())
+}
+
+async fn fill(store: &AuditStore, n: usize, tag: &str) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = Uuid::now_v7();
+        let e = NewExecution {
+            execution_id: id,
+            principal: format!("{tag}-{i}"),
+            sql_query: Some("SELECT 1".into()),
+            classifier_code: Some(OK.into()),
+            ..Default::default()
+        };
+        store.start(&e).await.unwrap();
+        store
+            .finish(
+                id,
+                &Finish { status: sluice::status::Status::Success, row_count: Some(1), ..Default::default() },
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn tampering_is_detected_at_the_row() {
+    let url = temp_db("tamper");
+    let store = AuditStore::open(&url).await.unwrap();
+    let ids = fill(&store, 4, "t").await;
+    let v = sluice::audit::chain::verify(&store).await.unwrap();
+    assert!(v.ok && v.checked == 4, "{v:?}");
+    // Edit one row behind sluice's back.
+    sqlx::query("UPDATE executions SET status = 'success', row_count = 999 WHERE execution_id = $1")
+        .bind(ids[1].to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let v = sluice::audit::chain::verify(&store).await.unwrap();
+    assert!(!v.ok);
+    assert_eq!(v.broken_at.as_deref(), Some(ids[1].to_string().as_str()));
+    assert!(v.reason.unwrap().contains("do not match its hash"));
+    // Deleting a row is found too.
+    let store2 = AuditStore::open(&temp_db("delete")).await.unwrap();
+    let ids = fill(&store2, 3, "d").await;
+    sqlx::query("DELETE FROM executions WHERE execution_id = $1")
+        .bind(ids[1].to_string())
+        .execute(store2.pool())
+        .await
+        .unwrap();
+    let v = sluice::audit::chain::verify(&store2).await.unwrap();
+    assert!(!v.ok && v.broken_at.as_deref() == Some(ids[2].to_string().as_str()), "{v:?}");
+}
+
+async fn concurrent_writers(url: &str) {
+    let a = AuditStore::open(url).await.unwrap();
+    let b = AuditStore::open(url).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move { fill(&store, 25, &format!("w{i}")).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = sluice::audit::chain::verify(&a).await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.checked, 100);
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_fork_the_chain_sqlite() {
+    concurrent_writers(&temp_db("concurrent")).await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_fork_the_chain_postgres() {
+    // A database of our own on the local server, dropped afterwards.
+    let admin = "postgres://postgres@127.0.0.1:5432/test";
+    let db = format!("sluice_audit_{}", std::process::id());
+    let conn = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(admin).await;
+    let Ok(pool) = conn else {
+        panic!("PostgreSQL must be running on 127.0.0.1:5432 (.ci/run starts it): {:?}", conn.err());
+    };
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&pool).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&pool).await.unwrap();
+    concurrent_writers(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await;
+    // Tampering is found there too.
+    let store = AuditStore::open(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await.unwrap();
+    sqlx::query("UPDATE executions SET principal = 'someone-else' WHERE chain_seq = 7")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let v = sluice::audit::chain::verify(&store).await.unwrap();
+    assert!(!v.ok, "{v:?}");
+    store.pool().close().await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+        .execute(&pool)
+        .await;
+}
+
+/// A server killed mid-request leaves a `running` row; the next start marks
+/// it `interrupted`, keeping its fields, and the chain still verifies.
+#[test]
+fn a_killed_server_leaves_a_running_row_that_becomes_interrupted() {
+    common::shared();
+    let db = temp_db("crash");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let serve = || {
+        let mut child = Command::new(sluice)
+            .args(["--data-dir"])
+            .arg(common::data_dir())
+            .args(["serve", "--bind", "127.0.0.1:0", "--audit-database", &db])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (mut key, mut base) = (None, None);
+        let mut line = String::new();
+        while base.is_none() {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
+            let l = line.trim();
+            if l.starts_with("sluice_") {
+                key = Some(l.to_string());
+            }
+            base = l.strip_prefix("sluice listening on ").map(String::from);
+        }
+        (child, key, base.unwrap())
+    };
+    let (mut first, key, base) = serve();
+    let key = key.expect("a fresh store prints the bootstrap admin key");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = rt.spawn({
+        let (base, key) = (base.clone(), key.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/execute-classifier"))
+                .bearer_auth(key)
+                .json(&json!({"sql_query": "SELECT 1 AS x", "classifier_code": "import time\ndef classify(df):\n    time.sleep(30)\n"}))
+                .send()
+                .await
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let _ = rt.block_on(slow);
+
+    let show = |status: &str| -> Value {
+        let out = Command::new(sluice)
+            .args(["audit", "list", "--status", status, "--audit-database", &db])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        json!(text)
+    };
+    assert!(show("running").as_str().unwrap().contains("running"), "the crash left a running row");
+
+    let (mut second, key2, _) = serve();
+    assert!(key2.is_none(), "a store with keys does not print a new one");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let listed = show("interrupted");
+    let text = listed.as_str().unwrap();
+    let id = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("an interrupted row")
+        .to_string();
+    let out = Command::new(sluice).args(["audit", "show", &id, "--audit-database", &db]).output().unwrap();
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "interrupted");
+    assert!(rec["classifier_code"].as_str().unwrap().contains("time.sleep(30)"), "original fields kept");
+    let out = Command::new(sluice).args(["audit", "verify", "--audit-database", &db]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(sluice)
+        .args(["audit", "export", "--format", "jsonl", "--audit-database", &db])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|r| r["execution_id"] == id.as_str()));
+}
+
+#[test]
+fn keys_cli_prints_the_key_alone_on_the_last_line() {
+    let db = temp_db("keys-cli");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let out = Command::new(sluice)
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--role",
+            "execute",
+            "--role",
+            "audit",
+            "--policy",
+            "default",
+            "--audit-database",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("sluice_") && last.len() == 7 + 64, "{text}");
+    let out = Command::new(sluice).args(["keys", "list", "--audit-database", &db]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("ci") && list.contains("audit,execute") && !list.contains(last), "{list}");
+    let id = list.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let out = Command::new(sluice).args(["keys", "revoke", &id, "--audit-database", &db]).output().unwrap();
+    assert!(out.status.success());
+}
+
+/// A page of `GET /audit` stops at `MAX_PAGE_BYTES` of records, whatever
+/// `limit` asks, and the cursor leads to the rest.
+#[tokio::test]
+async fn a_page_is_bounded_in_bytes() {
+    let store = AuditStore::open(&temp_db("page-bytes")).await.unwrap();
+    let code = format!("# {}\ndef classify(df):\n    return [0]\n", "x".repeat(1 << 20));
+    for i in 0..6 {
+        let id = Uuid::now_v7();
+        let e = NewExecution {
+            execution_id: id,
+            principal: format!("big-{i}"),
+            sql_query: Some("SELECT 1".into()),
+            classifier_code: Some(code.clone()),
+            ..Default::default()
+        };
+        store.start(&e).await.unwrap();
+        let f = Finish {
+            status: sluice::status::Status::Success,
+            full_text: Some(("SELECT 1".into(), code.clone())),
+            ..Default::default()
+        };
+        store.finish(id, &f).await.unwrap();
+    }
+    let filter = sluice::audit::Filter { limit: Some(500), ..Default::default() };
+    let first = store.list(&filter).await.unwrap();
+    let bytes = serde_json::to_vec(&first.records).unwrap().len();
+    assert!(
+        first.records.len() < 6 && bytes <= sluice::audit::MAX_PAGE_BYTES,
+        "{} records, {bytes} bytes",
+        first.records.len()
+    );
+    assert_eq!(
+        first.records[0].classifier_code.as_deref(),
+        Some(code.as_str()),
+        "a record that ran is whole"
+    );
+    let rest = store
+        .list(&sluice::audit::Filter {
+            limit: Some(500),
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.records.len() + rest.records.len(), 6);
+    assert!(sluice::audit::chain::verify(&store).await.unwrap().ok);
+}
