@@ -23,27 +23,61 @@ impl Caller {
     }
 }
 
-/// Everything a caller can ask sluice to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
+/// The actions, in one list: the `Action` enum, `Action::ALL`, each one's
+/// words in a refusal, and its marker type in `act` (so that a grant for
+/// one action cannot be passed where another is needed).
+macro_rules! actions {
+    ($($(#[$doc:meta])* $name:ident => $words:literal,)*) => {
+        /// Everything a caller can ask sluice to do.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Action {
+            pub const ALL: &[Action] = &[$(Action::$name,)*];
+
+            fn describe(self) -> &'static str {
+                match self {
+                    $(Action::$name => $words,)*
+                }
+            }
+        }
+
+        pub mod act {
+            pub trait Act {
+                const ACTION: super::Action;
+            }
+            $(
+                #[derive(Debug)]
+                pub struct $name;
+                impl Act for $name {
+                    const ACTION: super::Action = super::Action::$name;
+                }
+            )*
+        }
+    };
+}
+
+actions! {
     /// Run code on a query's rows (execute_classifier, describe_table's samples).
-    RunCode,
+    RunCode => "running code",
     /// See the tables, columns and functions a policy allows.
-    ReadSchema,
+    ReadSchema => "reading the schema",
     /// Read one audit record.
-    ReadRecord,
+    ReadRecord => "reading an audit record",
     /// List and search the audit log (API and review pages).
-    ListRecords,
+    ListRecords => "listing the audit log",
     /// Verify the audit log's hash chain.
-    VerifyChain,
+    VerifyChain => "verifying the audit log",
     /// Prometheus metrics.
-    ReadMetrics,
+    ReadMetrics => "reading metrics",
     /// What sluice runs on: database, guards, sandbox layers (`/readyz` detail).
-    ReadServerDetails,
+    ReadServerDetails => "reading the server's details",
     /// The tool definitions (`GET /tools`, MCP `tools/list`).
-    ListTools,
+    ListTools => "listing the tools",
     /// Create, list and revoke API keys.
-    ManageKeys,
+    ManageKeys => "managing keys",
 }
 
 /// How far a grant reaches: everything the key's policies cover, or only
@@ -71,34 +105,6 @@ pub const TABLE: &[(Action, Role, Reach)] = &[
     (Action::ManageKeys, Role::Admin, Reach::Any),
 ];
 
-impl Action {
-    pub const ALL: [Action; 9] = [
-        Action::RunCode,
-        Action::ReadSchema,
-        Action::ReadRecord,
-        Action::ListRecords,
-        Action::VerifyChain,
-        Action::ReadMetrics,
-        Action::ReadServerDetails,
-        Action::ListTools,
-        Action::ManageKeys,
-    ];
-
-    fn describe(self) -> &'static str {
-        match self {
-            Action::RunCode => "running code",
-            Action::ReadSchema => "reading the schema",
-            Action::ReadRecord => "reading an audit record",
-            Action::ListRecords => "listing the audit log",
-            Action::VerifyChain => "verifying the audit log",
-            Action::ReadMetrics => "reading metrics",
-            Action::ReadServerDetails => "reading the server's details",
-            Action::ListTools => "listing the tools",
-            Action::ManageKeys => "managing keys",
-        }
-    }
-}
-
 /// What the table allows `roles` to do with `action`; `None`: nothing.
 pub fn decide(roles: &[Role], action: Action) -> Option<Reach> {
     if roles.contains(&Role::Admin) {
@@ -121,34 +127,6 @@ pub fn decide(roles: &[Role], action: Action) -> Option<Reach> {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct Denied(pub String);
-
-/// The marker types of the actions, so that a grant for one action cannot
-/// be passed where another is needed.
-pub mod act {
-    pub trait Act {
-        const ACTION: super::Action;
-    }
-    macro_rules! acts {
-        ($($name:ident),*) => {$(
-            #[derive(Debug)]
-            pub struct $name;
-            impl Act for $name {
-                const ACTION: super::Action = super::Action::$name;
-            }
-        )*};
-    }
-    acts!(
-        RunCode,
-        ReadSchema,
-        ReadRecord,
-        ListRecords,
-        VerifyChain,
-        ReadMetrics,
-        ReadServerDetails,
-        ListTools,
-        ManageKeys
-    );
-}
 
 /// Proof that the table let `caller` do `A`. Only `grant` makes one.
 #[derive(Debug)]
@@ -221,7 +199,7 @@ mod tests {
 
     #[test]
     fn admin_may_do_everything_and_each_action_has_a_role() {
-        for a in Action::ALL {
+        for &a in Action::ALL {
             assert_eq!(decide(&[Role::Admin], a), Some(Reach::Any), "{a:?}");
             assert!(TABLE.iter().any(|(t, ..)| *t == a), "{a:?} has no row");
         }

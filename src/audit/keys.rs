@@ -64,10 +64,6 @@ impl Principal {
         format!("{} ({})", self.name, self.key_id)
     }
 
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.iter().any(|r| *r == role || *r == Role::Admin)
-    }
-
     pub fn may_use_policy(&self, policy: &str) -> bool {
         self.policies.as_ref().is_none_or(|ps| ps.iter().any(|p| p == policy))
     }
@@ -217,10 +213,11 @@ mod tests {
             roles: vec![Role::Audit],
             policies: Some(vec!["a".into()]),
         };
-        assert!(p.has(Role::Audit) && !p.has(Role::Execute));
+        assert_eq!(p.roles, [Role::Audit]);
         assert!(p.may_use_policy("a") && !p.may_use_policy("b"));
         let admin = Principal::local("me");
-        assert!(admin.has(Role::Execute) && admin.may_use_policy("x"));
+        // What the roles allow is the permission table's (app/authz.rs tests).
+        assert!(admin.roles == [Role::Admin] && admin.may_use_policy("x"));
         assert_eq!(admin.name, "stdio:me");
     }
 }

@@ -55,30 +55,27 @@ pub fn definitions(_: &Grant<act::ListTools>, format: &str) -> Option<Value> {
 
 /// Dispatch a function call as a model emits it (name + JSON arguments).
 pub async fn dispatch(app: &App, caller: &Caller, name: &str, arguments: Value) -> CallToolResult {
-    fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CallToolResult> {
-        serde_json::from_value(v).map_err(|e| tools::error_result(format!("invalid arguments: {e}")))
-    }
     match name {
-        "execute_classifier" => match parse(arguments) {
-            Ok(a) => tools::execute_classifier(app, caller, a).await,
-            Err(e) => e,
-        },
-        "list_tables" => match parse(arguments) {
-            Ok(a) => tools::list_tables(app, caller, a).await,
-            Err(e) => e,
-        },
-        "describe_table" => match parse(arguments) {
-            Ok(a) => tools::describe_table(app, caller, a).await,
-            Err(e) => e,
-        },
-        "get_execution" => match parse(arguments) {
-            Ok(a) => tools::get_execution(app, caller, a).await,
-            Err(e) => e,
-        },
+        "execute_classifier" => with_args(arguments, |a| tools::execute_classifier(app, caller, a)).await,
+        "list_tables" => with_args(arguments, |a| tools::list_tables(app, caller, a)).await,
+        "describe_table" => with_args(arguments, |a| tools::describe_table(app, caller, a)).await,
+        "get_execution" => with_args(arguments, |a| tools::get_execution(app, caller, a)).await,
         other => {
             let names: Vec<&str> = TOOLS.iter().map(|(n, _)| *n).collect();
             tools::error_result(format!("unknown tool `{other}`; tools: {}", names.join(", ")))
         }
+    }
+}
+
+/// Run `tool` on the arguments parsed as its type, or say why they do not parse.
+async fn with_args<T, F>(arguments: Value, tool: impl FnOnce(T) -> F) -> CallToolResult
+where
+    T: serde::de::DeserializeOwned,
+    F: std::future::Future<Output = CallToolResult>,
+{
+    match serde_json::from_value(arguments) {
+        Ok(a) => tool(a).await,
+        Err(e) => tools::error_result(format!("invalid arguments: {e}")),
     }
 }
 

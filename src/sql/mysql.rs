@@ -24,8 +24,6 @@ use super::{
 };
 use crate::policy::TableAllow;
 
-const DIALECT: Dialect = Dialect::MySql;
-
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Past the statement limit by this much, the client kills the query.
 const CLIENT_GRACE: Duration = Duration::from_secs(1);
@@ -76,18 +74,6 @@ impl MySqlSource {
             catalog: Default::default(),
             missing_builtins: Default::default(),
         })
-    }
-
-    pub fn rules(&self) -> &NameRules {
-        &self.rules
-    }
-
-    pub fn describe(&self) -> String {
-        redact(&self.url)
-    }
-
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     /// Privileges that allow writing, from SHOW GRANTS.
@@ -398,19 +384,19 @@ fn d_code_is(e: &sqlx::Error, codes: &[&str]) -> bool {
 
 impl super::Backend for MySqlSource {
     fn dialect(&self) -> Dialect {
-        DIALECT
+        Dialect::MySql
     }
 
     fn rules(&self) -> &NameRules {
-        MySqlSource::rules(self)
+        &self.rules
     }
 
     fn describe(&self) -> String {
-        MySqlSource::describe(self)
+        redact(&self.url)
     }
 
     fn ping(&self) -> BoxFuture<'_, bool> {
-        Box::pin(MySqlSource::ping(self))
+        Box::pin(async { sqlx::query("SELECT 1").execute(&self.pool).await.is_ok() })
     }
 
     fn fetch<'a>(

@@ -24,8 +24,6 @@ use super::{
 };
 use crate::policy::TableAllow;
 
-const DIALECT: Dialect = Dialect::Postgres;
-
 pub struct PgSource {
     pool: PgPool,
     url: String,
@@ -88,18 +86,6 @@ impl PgSource {
         };
         let rules = NameRules { dialect: Dialect::Postgres, default_schema, case_sensitive: true };
         Ok(Self { pool, url: url.into(), rules, catalog: CatalogCache::default() })
-    }
-
-    pub fn rules(&self) -> &NameRules {
-        &self.rules
-    }
-
-    pub fn describe(&self) -> String {
-        redact(&self.url)
-    }
-
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     /// Tables (with schema) this connection's role could write, if any.
@@ -342,19 +328,19 @@ pub(super) fn db_error(e: sqlx::Error) -> SqlError {
 
 impl super::Backend for PgSource {
     fn dialect(&self) -> Dialect {
-        DIALECT
+        Dialect::Postgres
     }
 
     fn rules(&self) -> &NameRules {
-        PgSource::rules(self)
+        &self.rules
     }
 
     fn describe(&self) -> String {
-        PgSource::describe(self)
+        redact(&self.url)
     }
 
     fn ping(&self) -> BoxFuture<'_, bool> {
-        Box::pin(PgSource::ping(self))
+        Box::pin(async { sqlx::query("SELECT 1").execute(&self.pool).await.is_ok() })
     }
 
     fn fetch<'a>(

@@ -30,8 +30,6 @@ use super::{
 };
 use crate::policy::TableAllow;
 
-const DIALECT: Dialect = Dialect::Sqlite;
-
 pub struct SqliteSource {
     path: PathBuf,
     url: String,
@@ -94,20 +92,6 @@ impl SqliteSource {
             conn.set_db_config(option, on)?;
         }
         Ok(conn)
-    }
-
-    pub fn rules(&self) -> &NameRules {
-        &self.rules
-    }
-
-    pub fn describe(&self) -> String {
-        self.url.clone()
-    }
-
-    pub async fn ping(&self) -> bool {
-        self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db_error))
-            .await
-            .is_ok()
     }
 
     pub fn engine_guard(&self, policy: &str, access: Access<'_>) -> EngineGuard {
@@ -408,19 +392,23 @@ fn db_error(e: rusqlite::Error) -> SqlError {
 
 impl super::Backend for SqliteSource {
     fn dialect(&self) -> Dialect {
-        DIALECT
+        Dialect::Sqlite
     }
 
     fn rules(&self) -> &NameRules {
-        SqliteSource::rules(self)
+        &self.rules
     }
 
     fn describe(&self) -> String {
-        SqliteSource::describe(self)
+        self.url.clone()
     }
 
     fn ping(&self) -> BoxFuture<'_, bool> {
-        Box::pin(SqliteSource::ping(self))
+        Box::pin(async {
+            self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db_error))
+                .await
+                .is_ok()
+        })
     }
 
     fn fetch<'a>(
