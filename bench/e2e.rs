@@ -36,7 +36,7 @@ async fn start(data_dir: &std::path::Path, audited: bool) -> (String, String, Ar
     let mut cfg = AppConfig::new(data_dir);
     cfg.progress = true;
     cfg.benchmark_without_audit = !audited;
-    let app = Arc::new(App::build(cfg).await.expect("build"));
+    let app = App::build(cfg).await.expect("build");
     app.warm_up().await.expect("warm up");
     let admin = sluice::app::Caller::local("bench");
     let keys = app.keys(&sluice::app::grant::<sluice::app::act::ManageKeys>(&admin).expect("admin"));

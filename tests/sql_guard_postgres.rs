@@ -175,7 +175,7 @@ async fn postgres_roles_are_verified_at_start_up() {
         cfg.database = Some(pg.url());
         cfg
     };
-    let refused = |e: Result<sluice::app::App, sluice::app::StartError>| match e {
+    let refused = |e: Result<std::sync::Arc<sluice::app::App>, sluice::app::StartError>| match e {
         Ok(_) => panic!("start-up accepted a role that does not match its policy"),
         Err(e) => e.to_string(),
     };

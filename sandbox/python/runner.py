@@ -4,6 +4,7 @@ the user's code, checks the labels and writes one JSON result frame. No
 harness module is imported lazily: the landlocked child cannot read them.
 """
 
+import errno
 import json
 import os
 import resource
@@ -276,13 +277,29 @@ def run_user_code(source, entrypoint, df, stdout, stderr):
         sys.stdout, sys.stderr = old_out, old_err
 
 
+def _out_of_memory(e):
+    """What says `e` is an allocation failure, if it is one: a MemoryError,
+    or an OSError with ENOMEM (mmap, os.fork, a library's own allocator),
+    itself or anywhere in the chain a library wrapped it in."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError):
+            return type(e).__name__
+        if isinstance(e, OSError) and e.errno == errno.ENOMEM:
+            return f"{type(e).__name__}: [Errno {e.errno}] {e.strerror}"
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def user_exception(e, where):
     import traceback
 
     if isinstance(e, Verdict):
         return e
-    if isinstance(e, MemoryError):
-        return Verdict("memory_limit", f"the code ran out of memory {where} ({type(e).__name__})")
+    short = _out_of_memory(e)
+    if short is not None:
+        return Verdict("memory_limit", f"the code ran out of memory {where} ({short})")
     # Only the user's frames: none of the harness modules' (every file of the
     # runtime directory) nor the libraries'.
     frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == USER_FILENAME]

@@ -156,6 +156,13 @@ pub fn grant<A: act::Act>(caller: &Caller) -> Result<Grant<A>, Denied> {
     }
 }
 
+// By hand: a derive would ask `A: Clone` of the marker type.
+impl<A> Clone for Grant<A> {
+    fn clone(&self) -> Self {
+        Self { caller: self.caller.clone(), reach: self.reach, action: PhantomData }
+    }
+}
+
 impl<A> Grant<A> {
     pub fn caller(&self) -> &Caller {
         &self.caller

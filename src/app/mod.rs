@@ -10,6 +10,7 @@
 //! - `catalogue.rs` what a policy shows of the database
 //! - `records.rs`   reading the audit log, metrics, readiness
 //! - `startup.rs`   wiring at start-up
+//! - `stop.rs`      executions owned by the server; a graceful stop
 //! - `types.rs`     request, response, errors
 
 pub mod authz;
@@ -22,13 +23,16 @@ mod prepare;
 mod records;
 mod response;
 mod startup;
+mod stop;
 mod trail;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub use authz::{Caller, Grant, act, grant};
 pub use startup::{AppConfig, StartError, audit_url};
+pub use stop::StopReport;
 pub use types::{AppError, ExecuteRequest, ExecuteResponse, Resources, Timings};
 
 use crate::audit::AuditStore;
@@ -47,11 +51,39 @@ pub struct App {
     executor: Arc<Executor>,
     admission: admission::Admission,
     ready: AtomicBool,
+    stop: stop::Stop,
+    /// This app, for the tasks its executions run on.
+    me: Weak<App>,
 }
 
 impl App {
+    /// Warm, and not stopping.
     pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.stop.stopping()
+    }
+
+    /// The zygotes were warmed once.
+    pub fn is_warm(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.stopping()
+    }
+
+    /// Stop taking new executions (`/readyz` and new work answer 503 from
+    /// now on); what runs goes on.
+    pub fn begin_stop(&self) {
+        self.stop.begin();
+    }
+
+    /// A graceful stop: new work is refused, executions in flight get up
+    /// to `grace` to finish, then are killed and recorded `interrupted`;
+    /// returns once every record is complete and every child cleaned up.
+    pub async fn stop(&self, grace: Duration) -> StopReport {
+        let report = self.stop.finish(grace, crate::executor::CLEANUP_WAIT).await;
+        self.executor.cleaned_up().await;
+        report
     }
 
     /// The principal of an API key (authentication; what it may do is the

@@ -18,24 +18,38 @@ use crate::sql::{Access, FetchLimits, Rows, SqlError};
 use crate::status::Status;
 
 impl App {
-    /// Run one request to a verdict, on the record, and count it.
+    /// Run one request to a verdict, on the record, and count it. The
+    /// execution is the server's from here: it runs on a task of its own,
+    /// so a caller that goes away (a closed connection, a dropped future)
+    /// does not cut it short; it runs to its verdict and its record is
+    /// completed, or a stop kills it and records it `interrupted`.
     pub async fn execute(
         &self,
         grant: &Grant<act::RunCode>,
         req: ExecuteRequest,
     ) -> Result<ExecuteResponse, AppError> {
-        let started = Instant::now();
-        let result = self.execute_audited(grant, req).await;
-        let status = match &result {
-            Ok(r) => r.status,
-            Err(e) => e.status(),
+        let Some(app) = self.me.upgrade() else {
+            return Err(AppError::Stopping);
         };
-        self.metrics.observe(status, started.elapsed().as_secs_f64());
-        result
+        let grant = grant.clone();
+        let task = self.stop.tracker().spawn(async move {
+            let started = Instant::now();
+            let result = app.execute_audited(&grant, req).await;
+            let status = match &result {
+                Ok(r) => r.status,
+                Err(e) => e.status(),
+            };
+            app.metrics.observe(status, started.elapsed().as_secs_f64());
+            result
+        });
+        task.await.unwrap_or_else(|e| {
+            tracing::error!("an execution task failed: {e}");
+            Err(AppError::Internal("the execution failed inside sluice; retry the request".into()))
+        })
     }
 
     /// The audit row is written before any work and completed with the
-    /// outcome, whatever it is.
+    /// outcome, whatever it is (a stop's kill included).
     async fn execute_audited(
         &self,
         grant: &Grant<act::RunCode>,
@@ -43,7 +57,7 @@ impl App {
     ) -> Result<ExecuteResponse, AppError> {
         let id = Uuid::now_v7();
         if !self.audited {
-            return self.run(id, grant, req).await;
+            return self.run_until_killed(id, grant, req).await;
         }
         let opening = trail::opening(id, grant.caller(), &req, &self.policies);
         self.audit.start(&opening).await.map_err(|e| {
@@ -51,12 +65,26 @@ impl App {
             AppError::AuditUnavailable("the audit database refused the insert".into())
         })?;
         let full_text = (req.sql_query.clone(), req.classifier_code.clone());
-        let result = self.run(id, grant, req).await;
+        let result = self.run_until_killed(id, grant, req).await;
         if let Err(e) = self.audit.finish(id, &trail::closing(&result, full_text)).await {
             // The verdict stands; the row stays `running` and says so.
             tracing::error!(execution_id = %id, "audit completion failed: {e}");
         }
         result
+    }
+
+    /// `run`, unless a stop's grace ends first: then the work is dropped,
+    /// which kills the child and closes the database session.
+    async fn run_until_killed(
+        &self,
+        id: Uuid,
+        grant: &Grant<act::RunCode>,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteResponse, AppError> {
+        tokio::select! {
+            r = self.run(id, grant, req) => r,
+            () = self.stop.killed() => Err(AppError::Interrupted),
+        }
     }
 
     /// Record a request that could not even be parsed (HTTP 400).
@@ -81,6 +109,9 @@ impl App {
     ) -> Result<ExecuteResponse, AppError> {
         let started = Instant::now();
         let (policy, prepared) = self.prepare(grant, &req)?;
+        if self.stop.stopping() {
+            return Err(AppError::Stopping);
+        }
         if !self.is_ready() {
             return Err(AppError::NotReady);
         }

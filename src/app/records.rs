@@ -52,7 +52,11 @@ impl App {
         let up = if self.executor.all_alive().await { 1.0 } else { 0.0 };
         self.metrics.render(&[
             ("sluice_zygotes_up", "1 when every environment's zygote is running.", up),
-            ("sluice_ready", "1 once the zygotes are warm.", if self.is_ready() { 1.0 } else { 0.0 }),
+            (
+                "sluice_ready",
+                "1 once the zygotes are warm, 0 again once stopping.",
+                if self.is_ready() { 1.0 } else { 0.0 },
+            ),
             (
                 "sluice_queue_waiting",
                 "Requests waiting for an execution slot.",
@@ -72,7 +76,8 @@ impl App {
         if details.is_some() {
             let body = json!({
                 "ready": ready,
-                "warm": self.is_ready(),
+                "warm": self.is_warm(),
+                "stopping": self.is_stopping(),
                 "database": {"reachable": db, "url": self.source.describe(), "sql_guards": self.sql_guards},
                 "environments": environments,
             });
@@ -84,7 +89,8 @@ impl App {
             .unwrap_or_default();
         let brief = json!({
             "ready": ready,
-            "warm": self.is_ready(),
+            "warm": self.is_warm(),
+            "stopping": self.is_stopping(),
             "database": {"reachable": db},
             "environments": Value::Object(alive),
             "detail": "send `Authorization: Bearer <key>` of a key with the audit role for the database, its guards and the sandbox layers",

@@ -82,7 +82,7 @@ pub enum StartError {
 impl App {
     /// Load policies, build missing environments and the demo database,
     /// connect to the database. Does not start zygotes (see `warm_up`).
-    pub async fn build(cfg: AppConfig) -> Result<App, StartError> {
+    pub async fn build(cfg: AppConfig) -> Result<Arc<App>, StartError> {
         let data = DataDir::new(&cfg.data_dir);
         create_private_dir(data.root())?;
         let policies = Policies::load(cfg.policies_dir.as_deref())?;
@@ -178,7 +178,7 @@ impl App {
         let jail =
             crate::executor::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
         let executor = Arc::new(Executor::new(files, scratch, built, jail));
-        Ok(App {
+        Ok(Arc::new_cyclic(|me| App {
             policies,
             audit,
             metrics: Default::default(),
@@ -188,7 +188,9 @@ impl App {
             executor,
             admission: Admission::new(cfg.concurrency.max(1), cfg.queue),
             ready: AtomicBool::new(false),
-        })
+            stop: Default::default(),
+            me: me.clone(),
+        }))
     }
 
     /// Start every environment's zygote; the app is ready afterwards.

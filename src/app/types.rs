@@ -90,6 +90,17 @@ pub enum AppError {
     QueueFull { waiting: usize },
     #[error("sluice is starting up (warming the Python environment); retry shortly")]
     NotReady,
+    #[error(
+        "sluice is stopping (shutting down) and takes no new executions; retry shortly (another replica answers)"
+    )]
+    Stopping,
+    #[error(
+        "sluice stopped before this execution finished: it was killed at the end of the shutdown grace and \
+         recorded `interrupted`; retry the request"
+    )]
+    Interrupted,
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("the audit log cannot be written, so nothing runs: {0}")]
@@ -116,7 +127,9 @@ impl AppError {
         match self {
             AppError::BadRequest { .. } => Status::BadRequest,
             AppError::QueueFull { .. } => Status::QueueFull,
-            AppError::NotReady => Status::NotReady,
+            AppError::NotReady | AppError::Stopping => Status::NotReady,
+            AppError::Interrupted => Status::Interrupted,
+            AppError::Internal(_) => Status::InternalError,
             AppError::Forbidden(_) => Status::Forbidden,
             AppError::AuditUnavailable(_) => Status::InternalError,
             AppError::DatabaseUnavailable(_) => Status::DatabaseUnavailable,

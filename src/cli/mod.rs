@@ -177,6 +177,10 @@ struct ServeArgs {
     /// Connections in the database pool. Default: 2 × concurrency.
     #[arg(long, env = "SLUICE_DB_CONNECTIONS")]
     db_connections: Option<usize>,
+    /// On SIGTERM or SIGINT, seconds the executions in flight get to finish
+    /// before they are killed (and recorded `interrupted`).
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value_t = 30.0, value_name = "S")]
+    shutdown_grace: f64,
 }
 
 #[derive(Subcommand)]

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -22,7 +21,7 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
         cfg.queue = q;
     }
     cfg.db_connections = a.db_connections;
-    let app = Arc::new(App::build(cfg).await?);
+    let app = App::build(cfg).await?;
     let keys = app.keys(&grant::<act::ManageKeys>(&cli_caller())?);
     if keys.active_key_count().await? == 0 {
         let (key, secret) = keys.create_key("admin", &[Role::Admin], None).await?;
@@ -35,16 +34,61 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
     let listener =
         tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(crate::http::serve(listener, app.clone()));
+    let grace = std::time::Duration::from_secs_f64(a.shutdown_grace.max(0.0));
+    // The listener serves until the stop is complete: in-flight answers go
+    // out, and new work is told 503 rather than refused a connection.
+    let stopped = tokio_util::sync::CancellationToken::new();
+    let server =
+        tokio::spawn(crate::http::serve_until(listener, app.clone(), stopped.clone().cancelled_owned()));
+    let mut signal = std::pin::pin!(stop_signal());
+    let mut server = server;
     // Requests get 503 until the zygotes are warm; then we say where we are.
-    app.warm_up().await?;
-    let (layers, _) = app.layers().await?;
-    for l in layers.iter().filter(|l| !l.active) {
-        eprintln!("sluice: warning: sandbox layer `{}` is not active on this host: {}", l.name, l.detail);
+    let signalled = tokio::select! {
+        r = app.warm_up() => { r?; false }
+        () = &mut signal => true,
+    };
+    if !signalled {
+        let (layers, _) = app.layers().await?;
+        for l in layers.iter().filter(|l| !l.active) {
+            eprintln!("sluice: warning: sandbox layer `{}` is not active on this host: {}", l.name, l.detail);
+        }
+        println!("sluice listening on http://{addr}");
+        tokio::select! {
+            () = &mut signal => {}
+            r = &mut server => return Err(match r? {
+                Ok(()) => anyhow::anyhow!("the HTTP server ended"),
+                Err(e) => e.into(),
+            }),
+        }
     }
-    println!("sluice listening on http://{addr}");
-    server.await??;
+    app.begin_stop();
+    eprintln!(
+        "sluice: stopping: new executions get 503; waiting up to {:.0} s for those in flight",
+        grace.as_secs_f64()
+    );
+    let report = app.stop(grace).await;
+    stopped.cancel();
+    eprintln!(
+        "sluice: stopped after {:.1} s: {} execution(s) were in flight, {} killed at the end of the grace",
+        report.waited.as_secs_f64(),
+        report.in_flight,
+        report.killed
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 pub fn env(data_dir: PathBuf, c: EnvCommand) -> anyhow::Result<ExitCode> {
@@ -140,7 +184,7 @@ pub async fn mcp(data_dir: PathBuf, source: SourceArgs) -> anyhow::Result<ExitCo
     use rmcp::ServiceExt;
     let mut cfg = app_config(data_dir, &source);
     cfg.progress = false; // stdout is the protocol
-    let app = Arc::new(App::build(cfg).await?);
+    let app = App::build(cfg).await?;
     app.warm_up().await?;
     let principal = match std::env::var("SLUICE_API_KEY") {
         Ok(key) => app

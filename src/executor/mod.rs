@@ -36,6 +36,8 @@ use crate::runtime::RuntimeFiles;
 /// Extra time, past the wall-clock limit, before the server stops waiting
 /// for the zygote's report and declares the zygote broken.
 const BACKSTOP: Duration = Duration::from_secs(10);
+/// How long a stop waits for killed children to be reaped and cleaned up.
+pub const CLEANUP_WAIT: Duration = Duration::from_secs(15);
 /// Room for the JSON framing around predictions and captured output.
 const RESULT_SLACK: u64 = 1 << 20;
 
@@ -85,6 +87,9 @@ pub struct Executor {
     /// Host uids for children, one per live child (when the server is root).
     uids: Option<Arc<uids::UidPool>>,
     pub jail: Jail,
+    /// Cleanups of children whose request ended early (reap, uid, cgroup,
+    /// scratch dir): a stop waits for them.
+    cleanups: tokio_util::task::TaskTracker,
 }
 
 impl Executor {
@@ -102,7 +107,7 @@ impl Executor {
             .collect();
         let uids =
             nix::unistd::geteuid().is_root().then(|| Arc::new(uids::UidPool::new(uids::BASE, uids::COUNT)));
-        Self { files, scratch_root, slots, uids, jail }
+        Self { files, scratch_root, slots, uids, jail, cleanups: Default::default() }
     }
 
     /// How the zygote is started: the uids its children get and the
@@ -188,6 +193,20 @@ impl Executor {
         Ok((self.jail.layers(&z.ready), self.jail.check(policies, &z.ready)))
     }
 
+    /// Wait (up to `CLEANUP_WAIT`) for the cleanups of children whose
+    /// request ended early.
+    pub async fn cleaned_up(&self) {
+        self.cleanups.close();
+        if tokio::time::timeout(CLEANUP_WAIT, self.cleanups.wait()).await.is_err() {
+            tracing::warn!(left = self.cleanups.len(), "child cleanups did not finish");
+            return;
+        }
+        // This server's own scratch dir, empty by now.
+        if let Err(e) = std::fs::remove_dir(&self.scratch_root) {
+            tracing::warn!("removing {}: {e}", self.scratch_root.display());
+        }
+    }
+
     /// Is every environment's zygote up?
     pub async fn all_alive(&self) -> bool {
         for slot in self.slots.values() {
@@ -237,8 +256,16 @@ impl Executor {
             ),
             Err(_) => None,
         };
-        let running =
-            Running { zygote: zygote.clone(), id: job.id, events: None, uid, cgroup, reaped: false };
+        let running = Running {
+            zygote: zygote.clone(),
+            id: job.id,
+            events: None,
+            uid,
+            cgroup,
+            scratch: Some(scratch.clone()),
+            reaped: false,
+            cleanups: self.cleanups.clone(),
+        };
         let header = protocol::Run {
             op: "run",
             id: job.id,
@@ -251,8 +278,6 @@ impl Executor {
         };
         let header = header.encode();
         let result = self.run_in(&zygote, header, job, running).await;
-        // The scratch dir never outlives its request.
-        let _ = std::fs::remove_dir_all(&scratch);
         if matches!(result, Err(ExecError::ZygoteGone | ExecError::Protocol(_))) {
             zygote.kill();
         }
@@ -333,20 +358,28 @@ impl Executor {
 }
 
 /// One request's child while it may still live. Dropped without `reaped`
-/// (an error, a backstop, the caller went away): the child is killed, and
-/// its uid and cgroup are released once the zygote has reaped it.
+/// (an error, a backstop, a stop's kill): the child is killed, and its uid,
+/// cgroup and scratch dir are released once the zygote has reaped it.
 struct Running {
     zygote: Arc<Zygote>,
     id: Uuid,
     events: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
     uid: Option<uids::UidLease>,
     cgroup: Option<crate::executor::cgroup::RequestCgroup>,
+    /// Never outlives its request.
+    scratch: Option<PathBuf>,
     reaped: bool,
+    cleanups: tokio_util::task::TaskTracker,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         let (events, uid, cgroup) = (self.events.take(), self.uid.take(), self.cgroup.take());
+        if let Some(dir) = self.scratch.take() {
+            // Only the mount point lives on the host (the tmpfs is in the
+            // child's mount namespace), so it can go at once.
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if !self.reaped {
             self.zygote.kill_child(self.id);
         }
@@ -356,7 +389,7 @@ impl Drop for Running {
             std::mem::forget(uid);
             return;
         };
-        rt.spawn(async move {
+        rt.spawn(self.cleanups.track_future(async move {
             if !reaped {
                 let gone = match events {
                     Some(mut events) => tokio::time::timeout(BACKSTOP, wait_exit(&mut events)).await.is_ok(),
@@ -373,7 +406,7 @@ impl Drop for Running {
             if let Some(c) = cgroup {
                 c.remove().await;
             }
-        });
+        }));
     }
 }
 

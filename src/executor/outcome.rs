@@ -216,10 +216,20 @@ pub fn classify(
                 "signal": sig,
             }));
         }
+        // The harness always writes a frame before it exits: a process
+        // that ended without one was ended by the code (`os._exit`, a
+        // native library calling `exit()`).
         (None, None) => {
-            o.status = Status::InternalError;
+            let code = exit.exit_code.unwrap_or(0);
+            o.status = Status::RuntimeError;
             o.error = Some(json!({
-                "message": format!("the sandboxed process exited with code {:?} without a result", exit.exit_code),
+                "message": format!("the code ended the Python process with exit code {code} (os._exit or a \
+                    native library calling exit()) before the labels were returned; return the labels from \
+                    the function instead of exiting"),
+                "type": "ProcessExit",
+                "line": null,
+                "traceback": null,
+                "exit_code": code,
             }));
         }
     }
@@ -333,7 +343,9 @@ mod tests {
         let seg = classify(&l, 2, exit(Some(11), 10, None), frame(b"{\"status\":"), None);
         assert_eq!(seg.status, Status::RuntimeError);
         assert!(seg.error.unwrap()["message"].as_str().unwrap().contains("SIGSEGV"));
-        assert_eq!(status(2, exit(None, 1, None), frame(b"")), Status::InternalError);
+        let exited = classify(&l, 2, exit(None, 1, None), frame(b""), None);
+        assert_eq!(exited.status, Status::RuntimeError);
+        assert_eq!(exited.error.unwrap()["exit_code"], 0);
         assert_eq!(status(2, exit(None, 1, None), Frame::parse(None)), Status::OutputLimit);
         assert_eq!(status(2, exit(Some(31), 1, None), frame(b"")), Status::SecurityViolation);
         // With a cgroup that saw no OOM kill, SIGKILL is not blamed on memory.

@@ -28,7 +28,10 @@ impl From<AppError> for ApiError {
         match e {
             AppError::BadRequest { field, message } => ApiError::BadRequest { field: Some(field), message },
             e @ AppError::QueueFull { .. } => ApiError::QueueFull { message: e.to_string() },
-            e @ AppError::NotReady => ApiError::NotReady { message: e.to_string() },
+            e @ (AppError::NotReady | AppError::Stopping | AppError::Interrupted) => {
+                ApiError::NotReady { message: e.to_string() }
+            }
+            AppError::Internal(message) => ApiError::Internal { message },
             AppError::Forbidden(message) => ApiError::Forbidden { message },
             e @ AppError::AuditUnavailable(_) => ApiError::NotReady { message: e.to_string() },
             e @ AppError::DatabaseUnavailable(_) => ApiError::NotReady { message: e.to_string() },

@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::app::authz::Action;
 pub use error::ApiError;
 pub use mcp_gate::MAX_MCP_SESSIONS_PER_KEY;
-pub use server::{BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, serve};
+pub use server::{BODY_TIMEOUT, DRAIN_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, serve, serve_until};
 
 /// Largest request body accepted (code + SQL + params).
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;

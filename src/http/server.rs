@@ -2,7 +2,8 @@
 //! served by hyper directly (not `axum::serve`) so that slow clients cannot
 //! hold the server: headers must arrive within `HEADER_TIMEOUT`, bodies
 //! within `BODY_TIMEOUT`, and at most `MAX_CONNECTIONS` are open at once
-//! (past that, new connections wait in the kernel's accept queue).
+//! (past that, new connections wait in the kernel's accept queue). A stop
+//! drains the connections instead of cutting them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::app::App;
@@ -24,13 +27,39 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open connections at most.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// At a stop, how long open connections get to finish their request.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Serve until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    serve_until(listener, app, std::future::pending()).await
+}
+
+/// Serve until `stop` resolves; then stop accepting, let each connection
+/// finish the request it is on (idle keep-alive connections close), and
+/// return once they have, or after `DRAIN_TIMEOUT`.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let router = super::router(app);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let draining = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (stream, addr) = match listener.accept().await {
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            permit = slots.clone().acquire_owned() => {
+                let permit = permit.expect("the semaphore is never closed");
+                tokio::select! {
+                    () = &mut stop => break,
+                    c = listener.accept() => c.map(|c| (c, permit)),
+                }
+            }
+        };
+        let ((stream, addr), permit) = match accepted {
             Ok(c) => c,
             // Out of fds or a connection reset before accept: keep serving.
             Err(e) => {
@@ -46,15 +75,36 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io:
             req.extensions_mut().insert(ConnectInfo(addr));
             router.clone().oneshot(req)
         });
-        tokio::spawn(async move {
+        let draining = draining.clone();
+        connections.spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
+            let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                () = draining.cancelled() => None,
+            };
+            let ended = match ended {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(client = %addr, "connection ended: {e}");
             }
             drop(permit);
         });
     }
+    drop(listener);
+    draining.cancel();
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {
+        tracing::warn!(open = connections.len(), "connections still open after the drain; closing them");
+    }
+    Ok(())
 }
 
 /// The body's frames, ending in an error if they have not all arrived

@@ -33,7 +33,8 @@ pub use source::DataSource;
 pub use url::redact;
 
 pub(crate) use shared::{
-    ByteCount, CatalogCache, bind_params, collect_rows, schema_columns, typed_columns, unreadable,
+    ByteCount, CatalogCache, bind_params, check_param_count, collect_rows, schema_columns, typed_columns,
+    unreadable,
 };
 
 use crate::policy::TableAllow;

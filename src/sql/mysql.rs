@@ -20,7 +20,7 @@ use super::encode::{Cell, Kind};
 use super::postgres_types::{days, micros, micros_of_day};
 use super::{
     Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
-    bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    bind_params, check_param_count, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -147,11 +147,12 @@ impl MySqlSource {
         access: Access<'_>,
         limits: FetchLimits,
     ) -> Result<Rows, SqlError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| SqlError::Unavailable {
+        let conn = self.pool.acquire().await.map_err(|e| SqlError::Unavailable {
             message: format!("no database connection became free or the database cannot be reached: {e}"),
         })?;
         // Whatever happens, this session ends with the request.
-        conn.close_on_drop();
+        let mut session = Session { conn: Some(conn), pool: self.pool.clone(), id: None, done: false };
+        let conn = session.conn.as_mut().expect("held");
         if let Some(role) = access.role {
             conn.execute(AssertSqlSafe(format!("SET ROLE {}", self.rules.quote(role))))
                 .await
@@ -164,20 +165,19 @@ impl MySqlSource {
         };
         conn.execute(AssertSqlSafe(limit)).await.map_err(db_error)?;
         let id: u64 =
-            sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut *conn).await.map_err(db_error)?;
+            sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut **conn).await.map_err(db_error)?;
+        session.id = Some(id);
+        let conn = session.conn.as_mut().expect("held");
         conn.execute("START TRANSACTION READ ONLY").await.map_err(db_error)?;
-        match tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(&mut conn, sql, params, limits)).await {
-            Ok(result) => result,
-            Err(_) => {
-                // The server did not stop it (MariaDB lets some work past
-                // max_statement_time): kill it from another session.
-                if let Ok(mut other) = self.pool.acquire().await {
-                    other.close_on_drop();
-                    let _ = other.execute(AssertSqlSafe(format!("KILL QUERY {id}"))).await;
-                }
-                Err(SqlError::Timeout { seconds: 0.0 })
-            }
-        }
+        // Past the deadline, the server did not stop it (MariaDB lets some
+        // work past max_statement_time): the session's drop kills it.
+        let result = tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(conn, sql, params, limits))
+            .await
+            .unwrap_or(Err(SqlError::Timeout { seconds: 0.0 }));
+        // A statement that ran to its end, or that the server refused,
+        // runs no more.
+        session.done = matches!(result, Ok(_) | Err(SqlError::Database { .. }));
+        result
     }
 
     /// Everything wrong with `role` (together with the login's own grants)
@@ -272,9 +272,69 @@ async fn run(
     limits: FetchLimits,
 ) -> Result<Rows, SqlError> {
     let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
-    let columns = typed_columns(stmt.columns(), kind_of, |n| format!("CAST({n} AS CHAR)"))?;
+    check_param_count(stmt.parameters(), params)?;
+    let mut columns = typed_columns(stmt.columns(), kind_of, |n| format!("CAST({n} AS CHAR)"))?;
+    for (col, c) in columns.iter_mut().zip(stmt.columns()) {
+        // The protocol flags a text column of a `_bin` collation (MariaDB's
+        // JSON is LONGTEXT COLLATE utf8mb4_bin) as binary; only the
+        // `binary` collation makes bytes.
+        if let Some(text) = text_twin(&col.declared)
+            && <String as sqlx::Type<sqlx::MySql>>::compatible(sqlx::Column::type_info(c))
+        {
+            col.declared = text.into();
+            col.kind = kind_of(text);
+        }
+    }
     let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
     collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
+}
+
+/// The text type of the same storage as a binary string type.
+fn text_twin(t: &str) -> Option<&'static str> {
+    Some(match t {
+        "BLOB" => "TEXT",
+        "TINYBLOB" => "TINYTEXT",
+        "MEDIUMBLOB" => "MEDIUMTEXT",
+        "LONGBLOB" => "LONGTEXT",
+        "BINARY" => "CHAR",
+        "VARBINARY" => "VARCHAR",
+        _ => return None,
+    })
+}
+
+/// One request's session, closed (never pooled again) when it ends. Ended
+/// before its statement did (the row limit, a deadline, a stop's kill), it
+/// first has the server `KILL QUERY` from another session, so the work
+/// stops now; only then is it closed, so its id cannot have been reused.
+struct Session {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::MySql>>,
+    pool: MySqlPool,
+    id: Option<u64>,
+    done: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        conn.close_on_drop();
+        let (false, Some(id), Ok(rt)) = (self.done, self.id, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let pool = self.pool.clone();
+        rt.spawn(async move {
+            let kill = async {
+                let mut other = pool.acquire().await?;
+                other.close_on_drop();
+                other.execute(AssertSqlSafe(format!("KILL QUERY {id}"))).await
+            };
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, kill).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(id, "killing an abandoned statement failed: {e}"),
+                Err(_) => tracing::warn!(id, "killing an abandoned statement timed out"),
+            }
+            drop(conn);
+        });
+    }
 }
 
 fn kind_of(t: &str) -> Option<Kind> {

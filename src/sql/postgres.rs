@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 use super::postgres_types::{cell, kind_of};
 use super::{
     Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
-    bind_params, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    bind_params, check_param_count, collect_rows, redact, schema_columns, typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -40,27 +40,51 @@ const CLIENT_GRACE: Duration = Duration::from_secs(2);
 const RESET: &str = "ROLLBACK; SELECT pg_advisory_unlock_all(); RESET ALL";
 
 /// A pooled connection that is closed, not returned, unless the request
-/// ended cleanly (`release`).
-struct Lease(Option<PoolConnection<Postgres>>);
+/// ended cleanly (`release`). Dropped otherwise (the row limit, a deadline,
+/// a stop's kill), it first has PostgreSQL cancel whatever the backend still
+/// runs, from another session, so the work stops now and not at the
+/// statement timeout; only then is the connection closed, so the backend
+/// pid cannot have been reused by then.
+struct Lease {
+    conn: Option<PoolConnection<Postgres>>,
+    pool: PgPool,
+    /// `pg_backend_pid()`, once known.
+    pid: Option<i32>,
+}
 
 impl Lease {
+    async fn acquire(pool: &PgPool) -> Result<Self, SqlError> {
+        let conn = pool.acquire().await.map_err(acquire_error)?;
+        Ok(Self { conn: Some(conn), pool: pool.clone(), pid: None })
+    }
+
     fn conn(&mut self) -> &mut sqlx::PgConnection {
-        self.0.as_mut().expect("leased")
+        self.conn.as_mut().expect("leased")
     }
 
     /// Roll back and reset the session; back to the pool only if that worked.
     async fn release(mut self) {
         if self.conn().execute(RESET).await.is_ok() {
-            drop(self.0.take());
+            drop(self.conn.take());
         }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.close_on_drop();
-        }
+        let Some(mut conn) = self.conn.take() else { return };
+        conn.close_on_drop();
+        let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) else { return };
+        let pool = self.pool.clone();
+        rt.spawn(async move {
+            let cancel = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&pool);
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, cancel).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(pid, "cancelling an abandoned statement failed: {e}"),
+                Err(_) => tracing::warn!(pid, "cancelling an abandoned statement timed out"),
+            }
+            drop(conn);
+        });
     }
 }
 
@@ -173,16 +197,20 @@ impl PgSource {
         access: Access<'_>,
         limits: FetchLimits,
     ) -> Result<Rows, SqlError> {
-        let mut lease = Lease(Some(self.pool.acquire().await.map_err(acquire_error)?));
-        // Our own fixed text, so the simple protocol may carry several statements.
-        lease.conn().execute(AssertSqlSafe(self.begin(limits, access.role))).await.map_err(db_error)?;
+        let mut lease = Lease::acquire(&self.pool).await?;
+        // Our own fixed text, so the simple protocol may carry several
+        // statements; the last one names the backend, to cancel it by.
+        let begin = format!("{}; SELECT pg_backend_pid()", self.begin(limits, access.role));
+        let rows = sqlx::raw_sql(AssertSqlSafe(begin)).fetch_all(lease.conn()).await.map_err(db_error)?;
+        lease.pid = rows.last().and_then(|r| r.try_get::<i32, _>(0).ok());
         let result =
             tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(lease.conn(), sql, params, limits))
                 .await
                 .unwrap_or(Err(SqlError::Timeout { seconds: 0.0 }));
         // Only a statement that ran to its end leaves the connection in a
         // known state; one stopped at the row limit or the deadline may still
-        // be sending rows, so its connection is closed (the lease's drop).
+        // be running, so it is cancelled and its connection closed (the
+        // lease's drop).
         if matches!(result, Ok(_) | Err(SqlError::Database { .. })) {
             lease.release().await;
         }
@@ -195,7 +223,7 @@ impl PgSource {
         role: &str,
         tables: &TableAllow,
     ) -> Result<Vec<String>, SqlError> {
-        let mut lease = Lease(Some(self.pool.acquire().await.map_err(acquire_error)?));
+        let mut lease = Lease::acquire(&self.pool).await?;
         let limits = FetchLimits { max_rows: 0, max_bytes: 0, timeout: Duration::from_secs(30) };
         if let Err(e) = lease.conn().execute(AssertSqlSafe(self.begin(limits, Some(role)))).await {
             return Ok(vec![format!(
@@ -299,6 +327,7 @@ async fn run(
 ) -> Result<Rows, SqlError> {
     // The text passed the AST check and runs read-only; values are bound.
     let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
+    check_param_count(stmt.parameters(), params)?;
     let columns = typed_columns(stmt.columns(), kind_of, |n| format!("`{n}::text`"))?;
     let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
     collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await

@@ -33,6 +33,23 @@ where
     query
 }
 
+/// The engine's own count of a prepared statement's placeholders against
+/// the values given: a missing value is never bound as NULL.
+pub(crate) fn check_param_count<T>(
+    declared: Option<sqlx::Either<&[T], usize>>,
+    params: &[Param],
+) -> Result<(), SqlError> {
+    let expected = match declared {
+        Some(sqlx::Either::Left(types)) => types.len(),
+        Some(sqlx::Either::Right(n)) => n,
+        None => return Ok(()),
+    };
+    if expected != params.len() {
+        return Err(SqlError::Params { expected, given: params.len() });
+    }
+    Ok(())
+}
+
 /// Read rows into `columns` (one cell each, by `cell`), stopping with
 /// `RowLimit` past `limits.max_rows`, then encode them.
 pub(crate) async fn collect_rows<R, E>(

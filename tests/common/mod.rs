@@ -85,7 +85,7 @@ pub fn start(opts: Options) -> Server {
             cfg.concurrency = opts.concurrency;
             cfg.queue = opts.queue;
             cfg.progress = false;
-            let app = Arc::new(App::build(cfg).await.expect("building the app"));
+            let app = App::build(cfg).await.expect("building the app");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
             let server = tokio::spawn(sluice::http::serve(listener, app.clone()));
