@@ -6,6 +6,7 @@ mod frame;
 pub mod jail;
 mod outcome;
 pub mod protocol;
+mod running;
 pub use protocol::ChildLimits;
 pub mod scratch;
 pub mod seccomp;
@@ -13,20 +14,18 @@ mod uids;
 pub mod zygote;
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use outcome::Frame;
 pub use outcome::Outcome;
-use protocol::Exit;
-use zygote::{Event, Zygote};
+use running::{Running, read_result, wait_exit, wait_started, write_payload};
+use zygote::Zygote;
 
 use crate::environment::Environment;
 use crate::executor::jail::Jail;
@@ -354,95 +353,6 @@ impl Executor {
             exit.maxrss_kb = exit.maxrss_kb.max(peak);
         }
         Ok(outcome::classify(&job.limits, job.row_count, exit, frame, oom))
-    }
-}
-
-/// One request's child while it may still live. Dropped without `reaped`
-/// (an error, a backstop, a stop's kill): the child is killed, and its uid,
-/// cgroup and scratch dir are released once the zygote has reaped it.
-struct Running {
-    zygote: Arc<Zygote>,
-    id: Uuid,
-    events: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
-    uid: Option<uids::UidLease>,
-    cgroup: Option<crate::executor::cgroup::RequestCgroup>,
-    /// Never outlives its request.
-    scratch: Option<PathBuf>,
-    reaped: bool,
-    cleanups: tokio_util::task::TaskTracker,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let (events, uid, cgroup) = (self.events.take(), self.uid.take(), self.cgroup.take());
-        if let Some(dir) = self.scratch.take() {
-            // Only the mount point lives on the host (the tmpfs is in the
-            // child's mount namespace), so it can go at once.
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        if !self.reaped {
-            self.zygote.kill_child(self.id);
-        }
-        let reaped = self.reaped;
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No runtime to wait on: never hand the uid to another child.
-            std::mem::forget(uid);
-            return;
-        };
-        rt.spawn(self.cleanups.track_future(async move {
-            if !reaped {
-                let gone = match events {
-                    Some(mut events) => tokio::time::timeout(BACKSTOP, wait_exit(&mut events)).await.is_ok(),
-                    None => false,
-                };
-                if !gone {
-                    // Not reaped (or not known to be): its uid stays taken.
-                    tracing::warn!("a child was not reported gone; its sandbox uid is retired");
-                    std::mem::forget(uid);
-                    return;
-                }
-            }
-            drop(uid);
-            if let Some(c) = cgroup {
-                c.remove().await;
-            }
-        }));
-    }
-}
-
-async fn write_payload(fd: OwnedFd, payload: Vec<u8>) {
-    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
-        return;
-    };
-    // The child may die before reading everything (that is its outcome).
-    let _ = tx.write_all(&payload).await;
-}
-
-/// The child's result bytes; `None` when it wrote more than `cap`.
-async fn read_result(fd: OwnedFd, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-    let mut buf = Vec::new();
-    let n = rx.take(cap + 1).read_to_end(&mut buf).await?;
-    Ok((n as u64 <= cap).then_some(buf))
-}
-
-async fn wait_started(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Result<i32, ExecError> {
-    match events.recv().await {
-        Some(Event::Started { pid }) => Ok(pid),
-        Some(Event::Exited(_)) => Err(ExecError::Protocol("the child exited before it started".into())),
-        Some(Event::Error(m)) => Err(ExecError::Protocol(m)),
-        Some(Event::Gone) | None => Err(ExecError::ZygoteGone),
-    }
-}
-
-async fn wait_exit(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Result<Exit, ExecError> {
-    loop {
-        match events.recv().await {
-            Some(Event::Started { .. }) => continue,
-            Some(Event::Exited(e)) => return Ok(e),
-            Some(Event::Error(m)) => return Err(ExecError::Protocol(m)),
-            Some(Event::Gone) | None => return Err(ExecError::ZygoteGone),
-        }
     }
 }
 

@@ -14,6 +14,7 @@
 mod backend;
 pub mod encode;
 pub mod mysql;
+mod mysql_types;
 pub mod postgres;
 mod postgres_types;
 mod shared;
