@@ -20,7 +20,7 @@ MAX_TRACEBACK_CHARS = 8000
 USER_FILENAME = "<classifier>"
 
 # The child decides success, syntax_error, missing_entrypoint, runtime_error,
-# invalid_output, memory_limit (MemoryError), output_limit; the server adds
+# invalid_output, memory_limit (any allocation failure), output_limit; the server adds
 # what only it can see (timeouts, kills by signal, sql_*).
 SUCCESS = "success"
 
@@ -212,17 +212,8 @@ def to_dataframe(arrow):
 
 
 def _nullable_int_mapper(pd, pa):
-    mapping = {
-        pa.int8(): pd.Int8Dtype(),
-        pa.int16(): pd.Int16Dtype(),
-        pa.int32(): pd.Int32Dtype(),
-        pa.int64(): pd.Int64Dtype(),
-        pa.uint8(): pd.UInt8Dtype(),
-        pa.uint16(): pd.UInt16Dtype(),
-        pa.uint32(): pd.UInt32Dtype(),
-        pa.uint64(): pd.UInt64Dtype(),
-    }
-    return mapping.get
+    names = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    return {getattr(pa, n)(): getattr(pd, n.capitalize().replace("Uint", "UInt") + "Dtype")() for n in names}.get
 
 
 def run_user_code(source, entrypoint, df, stdout, stderr):
@@ -278,18 +269,14 @@ def run_user_code(source, entrypoint, df, stdout, stderr):
 
 
 def _out_of_memory(e):
-    """What says `e` is an allocation failure, if it is one: a MemoryError,
-    or an OSError with ENOMEM (mmap, os.fork, a library's own allocator),
-    itself or anywhere in the chain a library wrapped it in."""
+    """Why `e` is an allocation failure, if it is: a MemoryError or an ENOMEM
+    OSError (mmap, a library's allocator), itself or anywhere in its chain."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, MemoryError):
-            return type(e).__name__
-        if isinstance(e, OSError) and e.errno == errno.ENOMEM:
-            return f"{type(e).__name__}: [Errno {e.errno}] {e.strerror}"
+        if isinstance(e, MemoryError) or (isinstance(e, OSError) and e.errno == errno.ENOMEM):
+            return type(e).__name__ + ("" if isinstance(e, MemoryError) else f": {e.strerror}")
         e = e.__cause__ or e.__context__
-    return None
 
 
 def user_exception(e, where):
