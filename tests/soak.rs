@@ -75,7 +75,7 @@ fn mix() -> Vec<(u32, &'static str, Value)> {
         (
             2,
             "output_limit",
-            tight("SELECT * FROM iris", "def classify(df):\n    return ['x' * 100] * len(df)\n"),
+            tight("SELECT * FROM iris LIMIT 10", "def classify(df):\n    return ['x' * 200] * len(df)\n"),
         ),
         (
             2,
