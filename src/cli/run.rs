@@ -13,6 +13,9 @@ use crate::environment::Environments;
 use crate::status::Status;
 
 pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let grace = std::time::Duration::try_from_secs_f64(a.shutdown_grace).with_context(|| {
+        format!("--shutdown-grace {}: give a number of seconds, 0 or more", a.shutdown_grace)
+    })?;
     let mut cfg = app_config(data_dir, &a.source);
     if let Some(c) = a.concurrency {
         cfg.concurrency = c.max(1);
@@ -34,14 +37,12 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
     let listener =
         tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
     let addr = listener.local_addr()?;
-    let grace = std::time::Duration::from_secs_f64(a.shutdown_grace.max(0.0));
     // The listener serves until the stop is complete: in-flight answers go
     // out, and new work is told 503 rather than refused a connection.
     let stopped = tokio_util::sync::CancellationToken::new();
-    let server =
+    let mut server =
         tokio::spawn(crate::http::serve_until(listener, app.clone(), stopped.clone().cancelled_owned()));
     let mut signal = std::pin::pin!(stop_signal());
-    let mut server = server;
     // Requests get 503 until the zygotes are warm; then we say where we are.
     let signalled = tokio::select! {
         r = app.warm_up() => { r?; false }
@@ -67,7 +68,12 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
         grace.as_secs_f64()
     );
     let report = app.stop(grace).await;
+    // The last answers go out before the process ends (bounded by the
+    // server's drain timeout).
     stopped.cancel();
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!("the HTTP server ended with an error while draining: {e}");
+    }
     eprintln!(
         "sluice: stopped after {:.1} s: {} execution(s) were in flight, {} killed at the end of the grace",
         report.waited.as_secs_f64(),
