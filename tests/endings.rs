@@ -166,19 +166,38 @@ async fn mariadb_json_and_bin_collated_text_arrive_as_text() {
 #[tokio::test]
 async fn postgres_row_limit_is_prompt_and_leaves_clean_connections() {
     let source = DataSource::connect(PG, 2).await.unwrap();
-    let big = "SELECT a.g FROM generate_series(1, 100000) a(g) CROSS JOIN generate_series(1, 100000) b(g)";
+    let pg = sqlx::PgPool::connect(PG).await.unwrap();
+    let tag = format!("rowlimit_{}", uuid::Uuid::now_v7().simple());
+    let big = format!(
+        "SELECT a.g AS {tag} FROM generate_series(1, 100000) a(g) CROSS JOIN generate_series(1, 100000) b(g)"
+    );
     for _ in 0..3 {
         let t = Instant::now();
         let access = Access { tables: &TableAllow::All, role: None };
-        let r = source.run_unchecked(big, &[], access, limits(1000, 10)).await;
+        let r = source.run_unchecked(&big, &[], access, limits(1000, 10)).await;
         assert!(matches!(r, Err(SqlError::RowLimit { limit: 1000 })), "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(3), "row limit after {:?}", t.elapsed());
+        // … and in the database too, not at the statement timeout.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while active(&pg, &tag).await > 0 {
+            assert!(Instant::now() < deadline, "the statement still runs after its row limit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         for _ in 0..4 {
             let access = Access { tables: &TableAllow::All, role: None };
             let r = source.run_unchecked("SELECT 1 AS x", &[], access, limits(10, 5)).await;
             assert!(r.is_ok(), "a connection came back dirty: {r:?}");
         }
     }
+}
+
+/// Backends of PostgreSQL running a statement that names `tag`.
+async fn active(pg: &sqlx::PgPool, tag: &str) -> i64 {
+    let q = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%AS {tag}%' \
+         AND query NOT LIKE '%pg_stat_activity%'"
+    );
+    sqlx::query_scalar(AssertSqlSafe(q)).fetch_one(pg).await.unwrap()
 }
 
 /// A statement whose request is abandoned (the future dropped, as a stop's
@@ -194,33 +213,34 @@ async fn an_abandoned_statement_stops_in_the_database() {
     );
     let heavy_my =
         format!("SELECT count(*) AS {tag} FROM seq_1_to_20000 a, seq_1_to_20000 b, seq_1_to_20000 c");
-    let pg_running = async || -> i64 {
-        let q = format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%AS {tag}%' AND query NOT LIKE '%pg_stat_activity%'"
-        );
-        sqlx::query_scalar(AssertSqlSafe(q)).fetch_one(&pg).await.unwrap()
-    };
     let my_running = async || -> i64 {
         let q = format!(
-            "SELECT count(*) FROM information_schema.processlist WHERE command = 'Query' AND info LIKE '%AS {tag}%' AND info NOT LIKE '%processlist%'"
+            "SELECT count(*) FROM information_schema.processlist WHERE command IN ('Query', 'Execute') \
+             AND info LIKE '%AS {tag}%' AND info NOT LIKE '%processlist%'"
         );
         sqlx::query_scalar(AssertSqlSafe(q)).fetch_one(&my).await.unwrap()
     };
     for (url, sql) in [(PG, &heavy_pg), (MARIADB, &heavy_my)] {
+        let running = async || if url == PG { active(&pg, &tag).await } else { my_running().await };
         let source = DataSource::connect(url, 2).await.unwrap();
         let access = Access { tables: &TableAllow::All, role: None };
-        let abandoned = tokio::time::timeout(
-            Duration::from_millis(700),
-            source.run_unchecked(sql, &[], access, limits(10, 30)),
-        )
-        .await;
-        assert!(abandoned.is_err(), "{url}: the query was meant to outlast the caller");
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let query = source.run_unchecked(sql, &[], access, limits(10, 30));
+        let mut query = Box::pin(query);
+        // Abandon it only once the database is seen running it.
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let n = if url == PG { pg_running().await } else { my_running().await };
-            if n == 0 {
+            tokio::select! {
+                r = &mut query => panic!("{url}: the query ended by itself: {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            if running().await > 0 {
                 break;
             }
+            assert!(Instant::now() < deadline, "{url}: the query never showed up as running");
+        }
+        drop(query);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while running().await > 0 {
             assert!(Instant::now() < deadline, "{url}: the abandoned statement still runs");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

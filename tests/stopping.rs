@@ -80,6 +80,15 @@ impl Served {
         }
     }
 
+    /// Wait until the audit store shows an execution `running`.
+    fn wait_running(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.statuses().contains("running") {
+            assert!(Instant::now() < deadline, "no execution started: {}", self.statuses());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The records of the audit store, as `sluice audit list` prints them.
     fn statuses(&self) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -102,16 +111,18 @@ fn sleeper(seconds: u32) -> Value {
 async fn a_stop_lets_executions_finish_then_exits_zero() {
     let mut s = serve("finish", &["--shutdown-grace", "20"]);
     let in_flight = tokio::spawn(s.post(sleeper(3)));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.wait_running();
     s.term();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ready = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
-    assert_eq!(ready.status(), 503, "/readyz must fail at once");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while reqwest::get(format!("{}/readyz", s.base)).await.unwrap().status() != 503 {
+        assert!(Instant::now() < deadline, "/readyz must fail at once");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let refused = s.post(json!({"sql_query": "SELECT 1 AS x", "classifier_code": common::OK})).await.unwrap();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
     let v: Value = refused.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("stopping"), "{v}");
+    assert_eq!(v["error"]["code"], "stopping", "{v}");
 
     let done = in_flight.await.unwrap().expect("the execution in flight gets its answer");
     assert_eq!(done.status(), 200);
@@ -120,7 +131,8 @@ async fn a_stop_lets_executions_finish_then_exits_zero() {
     assert_eq!(v["predictions"], json!([7]));
     assert!(s.exited(Duration::from_secs(15)).success(), "exit 0");
     let list = s.statuses();
-    assert!(list.contains("success") && !list.contains("running"), "{list}");
+    // The refusal is on the record too (as not_ready: it ran nothing).
+    assert!(list.contains("success") && list.contains("not_ready") && !list.contains("running"), "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,13 +149,13 @@ async fn past_the_grace_executions_are_killed_and_recorded_interrupted() {
         .unwrap();
     let zygote = ready["environments"]["default"]["zygote"]["pid"].as_i64().unwrap() as i32;
     let in_flight = tokio::spawn(s.post(sleeper(30)));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.wait_running();
     let t = Instant::now();
     s.term();
     let answer = in_flight.await.unwrap().expect("the killed execution is answered");
     assert_eq!(answer.status(), 503);
     let v: Value = answer.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("interrupted"), "{v}");
+    assert_eq!(v["error"]["code"], "interrupted", "{v}");
     assert!(s.exited(Duration::from_secs(20)).success(), "exit 0 after a kill too");
     assert!(t.elapsed() < Duration::from_secs(15), "stopped after {:?}", t.elapsed());
     let list = s.statuses();
@@ -164,6 +176,23 @@ async fn past_the_grace_executions_are_killed_and_recorded_interrupted() {
         let name = dir.file_name().to_string_lossy().into_owned();
         assert!(!name.starts_with(&format!("{pid}-")), "scratch dir {name} left behind");
     }
+}
+
+/// A second SIGTERM ends a long grace at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_kills_at_once() {
+    let mut s = serve("twice", &["--shutdown-grace", "300"]);
+    let in_flight = tokio::spawn(s.post(sleeper(30)));
+    s.wait_running();
+    let t = Instant::now();
+    s.term();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.term();
+    let answer = in_flight.await.unwrap().expect("the killed execution is answered");
+    assert_eq!(answer.status(), 503);
+    assert!(s.exited(Duration::from_secs(30)).success(), "exit 0");
+    assert!(t.elapsed() < Duration::from_secs(25), "stopped after {:?}", t.elapsed());
+    assert!(s.statuses().contains("interrupted"), "{}", s.statuses());
 }
 
 /// No code runs without its audit record: with the store locked by another

@@ -270,13 +270,14 @@ def run_user_code(source, entrypoint, df, stdout, stderr):
 
 def _out_of_memory(e):
     """Why `e` is an allocation failure, if it is: a MemoryError or an ENOMEM
-    OSError (mmap, a library's allocator), itself or anywhere in its chain."""
+    OSError (mmap, a library's allocator), itself or what it was raised
+    `from` (not an error merely handled before it: that one was dealt with)."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, MemoryError) or (isinstance(e, OSError) and e.errno == errno.ENOMEM):
             return type(e).__name__ + ("" if isinstance(e, MemoryError) else f": {e.strerror}")
-        e = e.__cause__ or e.__context__
+        e = e.__cause__
 
 
 def user_exception(e, where):

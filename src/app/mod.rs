@@ -77,13 +77,26 @@ impl App {
         self.stop.begin();
     }
 
+    /// End a stop's grace now: what runs is killed and recorded
+    /// `interrupted` (a second SIGTERM or SIGINT).
+    pub fn kill_now(&self) {
+        self.stop.kill_now();
+    }
+
     /// A graceful stop: new work is refused, executions in flight get up
     /// to `grace` to finish, then are killed and recorded `interrupted`;
-    /// returns once every record is complete and every child cleaned up.
+    /// returns once every record is complete, every child cleaned up and
+    /// every abandoned statement cancelled in the database.
     pub async fn stop(&self, grace: Duration) -> StopReport {
         let report = self.stop.finish(grace, crate::executor::CLEANUP_WAIT).await;
-        self.executor.cleaned_up().await;
+        tokio::join!(self.executor.cleaned_up(), self.source.settle());
         report
+    }
+
+    /// The last step of a stop, once no connection is left: the records
+    /// of requests refused meanwhile are written (bounded).
+    pub async fn settle(&self) {
+        self.stop.settle(Duration::from_secs(5)).await;
     }
 
     /// The principal of an API key (authentication; what it may do is the

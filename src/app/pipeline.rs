@@ -28,6 +28,20 @@ impl App {
         grant: &Grant<act::RunCode>,
         req: ExecuteRequest,
     ) -> Result<ExecuteResponse, AppError> {
+        if self.stop.stopping() {
+            // Refused at once, on the record, without joining the work a
+            // stop waits for.
+            let (start, finish) = trail::refused_request(
+                Uuid::now_v7(),
+                grant.caller(),
+                &req,
+                &self.policies,
+                &AppError::Stopping,
+            );
+            self.note(start, finish).await;
+            self.metrics.observe(Status::NotReady, 0.0);
+            return Err(AppError::Stopping);
+        }
         let Some(app) = self.me.upgrade() else {
             return Err(AppError::Stopping);
         };
@@ -82,8 +96,9 @@ impl App {
         req: ExecuteRequest,
     ) -> Result<ExecuteResponse, AppError> {
         tokio::select! {
+            biased;
             r = self.run(id, grant, req) => r,
-            () = self.stop.killed() => Err(AppError::Interrupted),
+            () = self.stop.killed() => Err(AppError::Interrupted { execution_id: id }),
         }
     }
 
@@ -91,14 +106,29 @@ impl App {
     pub async fn record_rejected(&self, grant: &Grant<act::RunCode>, message: &str) {
         let id = Uuid::now_v7();
         let (start, finish) = trail::rejected(id, grant.caller(), message);
-        if let Err(e) = async {
-            self.audit.start(&start).await?;
-            self.audit.finish(id, &finish).await
+        self.note(start, finish).await;
+    }
+
+    /// Write the whole record of a request that ran nothing, on a task of
+    /// its own: a caller that goes away between the two writes does not
+    /// leave the row `running`.
+    async fn note(&self, start: crate::audit::NewExecution, finish: crate::audit::Finish) {
+        if !self.audited {
+            return;
         }
-        .await
-        {
-            tracing::error!("auditing a rejected request failed: {e}");
-        }
+        let Some(app) = self.me.upgrade() else { return };
+        let id = start.execution_id;
+        let write = self.stop.notes().spawn(async move {
+            if let Err(e) = async {
+                app.audit.start(&start).await?;
+                app.audit.finish(id, &finish).await
+            }
+            .await
+            {
+                tracing::error!("auditing a refused request failed: {e}");
+            }
+        });
+        let _ = write.await;
     }
 
     async fn run(
@@ -116,6 +146,10 @@ impl App {
             return Err(AppError::NotReady);
         }
         let _permit = self.admission.enter().await?;
+        // A stop that began while this request waited for its slot.
+        if self.stop.stopping() {
+            return Err(AppError::Stopping);
+        }
         let mut resp = ExecuteResponse::new(id, policy);
         if let Some(rows) = self.fetch(&req, &prepared, policy, &mut resp).await? {
             self.sandbox(policy, prepared, rows, &mut resp).await;

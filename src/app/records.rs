@@ -70,7 +70,8 @@ impl App {
     /// the sandbox layers, zygote pids).
     pub async fn readiness(&self, details: Option<&Grant<act::ReadServerDetails>>) -> (bool, Value) {
         let zygotes = self.executor.all_alive().await;
-        let db = self.source.ping().await;
+        // Stopping answers at once: no wait on a database that may hang.
+        let db = !self.is_stopping() && self.source.ping().await;
         let ready = self.is_ready() && zygotes && db;
         let environments = self.executor.describe().await;
         if details.is_some() {

@@ -17,6 +17,9 @@ pub(super) struct Stop {
     kill: CancellationToken,
     /// Every started execution, until its audit record is complete.
     work: TaskTracker,
+    /// Audit records of requests that ran nothing (a 400, a refusal while
+    /// stopping): the grace does not wait for them, the end of a stop does.
+    notes: TaskTracker,
 }
 
 /// How a stop went, for the log line the operator reads.
@@ -38,6 +41,16 @@ impl Stop {
         &self.work
     }
 
+    pub(super) fn notes(&self) -> &TaskTracker {
+        &self.notes
+    }
+
+    /// End the grace now (a second SIGTERM or SIGINT).
+    pub(super) fn kill_now(&self) {
+        self.begin();
+        self.kill.cancel();
+    }
+
     /// Resolves when the grace is over and what runs must end now.
     pub(super) async fn killed(&self) {
         self.kill.cancelled().await
@@ -56,7 +69,11 @@ impl Stop {
         let in_flight = self.work.len();
         self.work.close();
         let mut killed = 0;
-        if tokio::time::timeout(grace, self.work.wait()).await.is_err() {
+        let graceful = tokio::select! {
+            r = tokio::time::timeout(grace, self.work.wait()) => r.is_ok(),
+            () = self.kill.cancelled() => self.work.is_empty(),
+        };
+        if !graceful {
             killed = self.work.len();
             self.kill.cancel();
             if tokio::time::timeout(after_kill, self.work.wait()).await.is_err() {
@@ -64,5 +81,13 @@ impl Stop {
             }
         }
         StopReport { in_flight, killed, waited: started.elapsed() }
+    }
+
+    /// Wait (bounded) for the audit records of requests that ran nothing.
+    pub(super) async fn settle(&self, limit: Duration) {
+        self.notes.close();
+        if tokio::time::timeout(limit, self.notes.wait()).await.is_err() {
+            tracing::error!(left = self.notes.len(), "audit records of refused requests were not written");
+        }
     }
 }

@@ -51,6 +51,17 @@ pub(super) fn closing(result: &Result<ExecuteResponse, AppError>, full_text: (St
     }
 }
 
+/// The whole record of a request refused before it ran (while stopping).
+pub(super) fn refused_request(
+    id: Uuid,
+    caller: &Caller,
+    req: &ExecuteRequest,
+    policies: &Policies,
+    why: &AppError,
+) -> (NewExecution, Finish) {
+    (opening(id, caller, req, policies), refused(why.status(), &why.to_string()))
+}
+
 /// The row of a request whose body could not even be parsed (HTTP 400).
 pub(super) fn rejected(id: Uuid, caller: &Caller, message: &str) -> (NewExecution, Finish) {
     let start = NewExecution {

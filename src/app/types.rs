@@ -95,10 +95,10 @@ pub enum AppError {
     )]
     Stopping,
     #[error(
-        "sluice stopped before this execution finished: it was killed at the end of the shutdown grace and \
-         recorded `interrupted`; retry the request"
+        "sluice stopped before execution {execution_id} finished: it was killed at the end of the shutdown \
+         grace and recorded `interrupted`; retry the request"
     )]
-    Interrupted,
+    Interrupted { execution_id: uuid::Uuid },
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
@@ -128,7 +128,7 @@ impl AppError {
             AppError::BadRequest { .. } => Status::BadRequest,
             AppError::QueueFull { .. } => Status::QueueFull,
             AppError::NotReady | AppError::Stopping => Status::NotReady,
-            AppError::Interrupted => Status::Interrupted,
+            AppError::Interrupted { .. } => Status::Interrupted,
             AppError::Internal(_) => Status::InternalError,
             AppError::Forbidden(_) => Status::Forbidden,
             AppError::AuditUnavailable(_) => Status::InternalError,

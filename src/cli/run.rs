@@ -63,6 +63,15 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
         }
     }
     app.begin_stop();
+    // A second SIGTERM or SIGINT ends the grace at once.
+    let second = tokio::spawn({
+        let app = app.clone();
+        async move {
+            stop_signal().await;
+            eprintln!("sluice: second stop signal: killing what still runs");
+            app.kill_now();
+        }
+    });
     eprintln!(
         "sluice: stopping: new executions get 503; waiting up to {:.0} s for those in flight",
         grace.as_secs_f64()
@@ -74,6 +83,8 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
     if let Ok(Err(e)) = server.await {
         tracing::warn!("the HTTP server ended with an error while draining: {e}");
     }
+    app.settle().await;
+    second.abort();
     eprintln!(
         "sluice: stopped after {:.1} s: {} execution(s) were in flight, {} killed at the end of the grace",
         report.waited.as_secs_f64(),

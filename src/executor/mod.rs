@@ -249,10 +249,14 @@ impl Executor {
             .map_err(|source| ExecError::Io { what: "creating the scratch dir", source })?;
         let sandbox = self.jail.child_sandbox(policy, &zygote.ready);
         let cgroup = match &self.jail.cgroups {
-            Ok(c) => Some(
-                c.create(&job.id.to_string(), job.limits.memory_mb, job.limits.max_threads)
-                    .map_err(|source| ExecError::Io { what: "creating the request's cgroup", source })?,
-            ),
+            Ok(c) => {
+                Some(c.create(&job.id.to_string(), job.limits.memory_mb, job.limits.max_threads).map_err(
+                    |source| {
+                        let _ = std::fs::remove_dir(&scratch);
+                        ExecError::Io { what: "creating the request's cgroup", source }
+                    },
+                )?)
+            }
             Err(_) => None,
         };
         let running = Running {

@@ -222,10 +222,16 @@ pub fn classify(
         (None, None) => {
             let code = exit.exit_code.unwrap_or(0);
             o.status = Status::RuntimeError;
+            // 71: the harness could not write the result (the code closed
+            // or filled the result pipe, or the harness itself failed).
+            let how = if code == 71 {
+                "(or broke the result pipe so the result could not be written)"
+            } else {
+                "(os._exit or a native library calling exit())"
+            };
             o.error = Some(json!({
-                "message": format!("the code ended the Python process with exit code {code} (os._exit or a \
-                    native library calling exit()) before the labels were returned; return the labels from \
-                    the function instead of exiting"),
+                "message": format!("the code ended the Python process with exit code {code} {how} before the \
+                    labels were returned; return the labels from the function instead of exiting"),
                 "type": "ProcessExit",
                 "line": null,
                 "traceback": null,

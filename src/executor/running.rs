@@ -53,8 +53,12 @@ impl Drop for Running {
                 };
                 if !gone {
                     // Not reaped (or not known to be): its uid stays taken.
+                    // Its cgroup goes if it is empty (a child never started).
                     tracing::warn!("a child was not reported gone; its sandbox uid is retired");
                     std::mem::forget(uid);
+                    if let Some(c) = cgroup {
+                        c.remove().await;
+                    }
                     return;
                 }
             }

@@ -10,17 +10,43 @@ use crate::app::authz::Denied;
 
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { field: Option<String>, message: String },
-    PayloadTooLarge { limit: usize },
-    NotFound { path: String },
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    NotFound {
+        path: String,
+    },
     MethodNotAllowed,
-    QueueFull { message: String },
-    TooManySessions { message: String },
-    NotReady { message: String },
-    Unauthorized { message: String },
-    Forbidden { message: String },
-    NotFoundRecord { message: String },
-    Internal { message: String },
+    QueueFull {
+        message: String,
+    },
+    TooManySessions {
+        message: String,
+    },
+    NotReady {
+        message: String,
+    },
+    /// 503 for a reason of its own (`stopping`, `interrupted`).
+    Unavailable {
+        code: &'static str,
+        message: String,
+    },
+    Unauthorized {
+        message: String,
+    },
+    Forbidden {
+        message: String,
+    },
+    NotFoundRecord {
+        message: String,
+    },
+    Internal {
+        message: String,
+    },
 }
 
 impl From<AppError> for ApiError {
@@ -28,8 +54,10 @@ impl From<AppError> for ApiError {
         match e {
             AppError::BadRequest { field, message } => ApiError::BadRequest { field: Some(field), message },
             e @ AppError::QueueFull { .. } => ApiError::QueueFull { message: e.to_string() },
-            e @ (AppError::NotReady | AppError::Stopping | AppError::Interrupted) => {
-                ApiError::NotReady { message: e.to_string() }
+            e @ AppError::NotReady => ApiError::NotReady { message: e.to_string() },
+            e @ AppError::Stopping => ApiError::Unavailable { code: "stopping", message: e.to_string() },
+            e @ AppError::Interrupted { .. } => {
+                ApiError::Unavailable { code: "interrupted", message: e.to_string() }
             }
             AppError::Internal(message) => ApiError::Internal { message },
             AppError::Forbidden(message) => ApiError::Forbidden { message },
@@ -82,6 +110,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", message, None)
             }
             ApiError::NotReady { message } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", message, None),
+            ApiError::Unavailable { code, message } => (StatusCode::SERVICE_UNAVAILABLE, code, message, None),
             ApiError::Unauthorized { message } => (StatusCode::UNAUTHORIZED, "unauthorized", message, None),
             ApiError::Forbidden { message } => (StatusCode::FORBIDDEN, "forbidden", message, None),
             ApiError::NotFoundRecord { message } => (StatusCode::NOT_FOUND, "not_found", message, None),

@@ -18,8 +18,9 @@ use futures_util::future::BoxFuture;
 
 use super::mysql_types::{cell, kind_of, text_twin};
 use super::{
-    Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
-    bind_params, check_param_count, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    Access, CANCEL_TIMEOUT, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows,
+    SchemaColumn, SqlError, bind_params, cancels, check_param_count, collect_rows, redact, schema_columns,
+    typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -306,20 +307,22 @@ impl Drop for Session {
         let (false, Some(id), Ok(rt)) = (self.done, self.id, tokio::runtime::Handle::try_current()) else {
             return;
         };
-        let pool = self.pool.clone();
-        rt.spawn(async move {
+        // A session of its own: a pool that every request holds cannot
+        // starve the kill.
+        let options = self.pool.connect_options();
+        rt.spawn(cancels().track_future(async move {
             let kill = async {
-                let mut other = pool.acquire().await?;
-                other.close_on_drop();
-                other.execute(AssertSqlSafe(format!("KILL QUERY {id}"))).await
+                let mut other = sqlx::ConnectOptions::connect(&*options).await?;
+                other.execute(AssertSqlSafe(format!("KILL QUERY {id}"))).await?;
+                sqlx::Connection::close(other).await
             };
-            match tokio::time::timeout(ACQUIRE_TIMEOUT, kill).await {
-                Ok(Ok(_)) => {}
+            match tokio::time::timeout(CANCEL_TIMEOUT, kill).await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(id, "killing an abandoned statement failed: {e}"),
                 Err(_) => tracing::warn!(id, "killing an abandoned statement timed out"),
             }
             drop(conn);
-        });
+        }));
     }
 }
 

@@ -19,8 +19,9 @@ use futures_util::future::BoxFuture;
 
 use super::postgres_types::{cell, kind_of};
 use super::{
-    Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
-    bind_params, check_param_count, collect_rows, redact, schema_columns, typed_columns, unreadable,
+    Access, CANCEL_TIMEOUT, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows,
+    SchemaColumn, SqlError, bind_params, cancels, check_param_count, collect_rows, redact, schema_columns,
+    typed_columns, unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -75,16 +76,22 @@ impl Drop for Lease {
         let Some(mut conn) = self.conn.take() else { return };
         conn.close_on_drop();
         let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) else { return };
-        let pool = self.pool.clone();
-        rt.spawn(async move {
-            let cancel = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&pool);
-            match tokio::time::timeout(ACQUIRE_TIMEOUT, cancel).await {
-                Ok(Ok(_)) => {}
+        // A session of its own: a pool that every request holds cannot
+        // starve the cancel.
+        let options = self.pool.connect_options();
+        rt.spawn(cancels().track_future(async move {
+            let cancel = async {
+                let mut other = sqlx::ConnectOptions::connect(&*options).await?;
+                sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&mut other).await?;
+                sqlx::Connection::close(other).await
+            };
+            match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(pid, "cancelling an abandoned statement failed: {e}"),
                 Err(_) => tracing::warn!(pid, "cancelling an abandoned statement timed out"),
             }
             drop(conn);
-        });
+        }));
     }
 }
 

@@ -33,6 +33,17 @@ where
     query
 }
 
+/// Statements being stopped in the database after their request ended
+/// early (a dedicated session cancels them): a stop waits for these.
+pub(crate) fn cancels() -> &'static tokio_util::task::TaskTracker {
+    static CANCELS: std::sync::LazyLock<tokio_util::task::TaskTracker> =
+        std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
+    &CANCELS
+}
+
+/// How long a cancel may take: its own connection, then one statement.
+pub(crate) const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The engine's own count of a prepared statement's placeholders against
 /// the values given: a missing value is never bound as NULL.
 pub(crate) fn check_param_count<T>(

@@ -110,6 +110,15 @@ impl DataSource {
         })
     }
 
+    /// Wait (bounded) for the cancels of statements abandoned mid-way.
+    pub async fn settle(&self) {
+        let cancels = super::cancels();
+        cancels.close();
+        if tokio::time::timeout(super::CANCEL_TIMEOUT, cancels.wait()).await.is_err() {
+            tracing::warn!(left = cancels.len(), "statement cancels did not finish");
+        }
+    }
+
     /// Can we still reach the database?
     pub async fn ping(&self) -> bool {
         self.backend.ping().await
