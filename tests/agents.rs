@@ -11,14 +11,25 @@ use serde_json::{Value, json};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/tools_list.golden.json");
 
+/// A Python with the official MCP SDK: a virtualenv the tests build once
+/// (with sluice's own environment builder: uv, a lock, a marker), so the
+/// test command needs nothing installed by hand.
+fn mcp_python() -> &'static std::path::Path {
+    static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let envs = sluice::environment::Environments::new(sluice::config::DataDir::new(common::data_dir()));
+        let env = envs
+            .ensure_with("mcp-client", include_str!("mcp/requirements.txt"), false)
+            .unwrap_or_else(|e| panic!("building the MCP client's environment (needs PyPI): {e}"));
+        env.python
+    })
+}
+
 fn python_client(args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
-    let out = Command::new("python3").arg(script).args(args).output().expect("python3");
+    let out = Command::new(mcp_python()).arg(script).args(args).output().expect("the MCP client's python");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the MCP client failed (is the `mcp` package installed? .ci/run installs it): {stderr}"
-    );
+    assert!(out.status.success(), "the MCP client failed: {stderr}");
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
