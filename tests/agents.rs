@@ -30,12 +30,18 @@ fn python_client(args: &[&str]) -> Value {
     let out = Command::new(mcp_python()).arg(script).args(args).output().expect("the MCP client's python");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the MCP client failed: {stderr}");
+    // Closing the session is a success to the SDK (204, not rmcp's 202).
+    assert!(!stderr.contains("Session termination failed"), "{stderr}");
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn check_session(v: &Value, principal_prefix: &str) {
+    assert_eq!(v["server_name"], "sluice", "the MCP server introduces itself as sluice");
     assert_eq!(v["tools"], json!(["describe_table", "execute_classifier", "get_execution", "list_tables"]));
+    // What models read carries no notes meant for sluice's developers.
+    let listing = v["tools_full"].to_string();
+    assert!(!listing.contains("DESIGN") && !listing.contains('§'), "{listing}");
     let lt = &v["list_tables"];
     assert_eq!(lt["is_error"], false);
     assert!(lt["text"].as_str().unwrap().contains("iris(id INTEGER"), "{lt}");
@@ -155,11 +161,37 @@ async fn an_openai_tool_call_dispatches_through_the_published_schema() {
     assert_eq!(r["is_error"], false, "{r}");
     let r = client().get(format!("{}/tools?format=yaml", shared().base)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
+    // A model's malformed arguments are a tool result it can read and
+    // retry, not an HTTP error that ends the agent's loop.
+    let bad = json!({"type": "function", "function": {"name": "execute_classifier", "arguments": "{\"sql_query\": "}});
+    let r = client().post(format!("{}/tools/call", shared().base)).json(&bad).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["is_error"], true, "{r}");
+    assert!(r["content"].as_str().unwrap().contains("not valid JSON"), "{r}");
+    // No published schema carries notes meant for sluice's developers.
+    for format in ["openai", "anthropic"] {
+        let t = client().get(format!("{}/tools?format={format}", shared().base)).send().await.unwrap();
+        let t = t.text().await.unwrap();
+        assert!(!t.contains("DESIGN") && !t.contains('§'), "{format}: {t}");
+    }
 }
 
 /// Each category's message says what went wrong, where, and what to do.
 #[tokio::test]
 async fn error_messages_carry_the_facts_an_llm_needs() {
+    let v = run("PRAGMA table_info(iris)", common::OK).await;
+    assert_status(&v, "sql_rejected");
+    assert!(v["error"]["message"].as_str().unwrap().contains("`PRAGMA` is not allowed"), "{v}");
+    let v = run("SELECT * FROM irs", common::OK).await;
+    assert_status(&v, "sql_error");
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("irs") && m.contains("tables this policy can read: ") && m.contains("iris"), "{m}");
+    let helper = "def helper(x):\n    return x / 0\n\ndef classify(df):\n    return [helper(1) for _ in range(len(df))]\n";
+    let v = run("SELECT * FROM iris", helper).await;
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("in helper() at line 2, called in classify(df)"), "{m}");
+
     let v = run("SELECT petal_lenght FROM iris", "def classify(df):\n    return [0] * len(df)\n").await;
     assert_status(&v, "sql_error");
     let m = v["error"]["message"].as_str().unwrap();

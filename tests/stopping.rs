@@ -18,6 +18,8 @@ struct Served {
     key: String,
     audit: String,
     data_dir: std::path::PathBuf,
+    /// The server's stderr (its log).
+    log: std::path::PathBuf,
 }
 
 /// `sluice serve` on its own audit store (the shared data dir's
@@ -27,13 +29,14 @@ fn serve(tag: &str, extra: &[&str]) -> Served {
     let audit = std::env::temp_dir().join(format!("sluice-stop-{tag}-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&audit);
     let audit = format!("sqlite://{}", audit.display());
+    let log = std::env::temp_dir().join(format!("sluice-stop-{tag}-{}.log", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--data-dir")
         .arg(common::data_dir())
         .args(["serve", "--bind", "127.0.0.1:0", "--audit-database", &audit])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -48,7 +51,7 @@ fn serve(tag: &str, extra: &[&str]) -> Served {
         }
         base = l.strip_prefix("sluice listening on ").map(String::from);
     }
-    Served { child, base: base.unwrap(), key: key.unwrap(), audit, data_dir: common::data_dir() }
+    Served { child, base: base.unwrap(), key: key.unwrap(), audit, data_dir: common::data_dir(), log }
 }
 
 impl Served {
@@ -133,6 +136,12 @@ async fn a_stop_lets_executions_finish_then_exits_zero() {
     let list = s.statuses();
     // The refusal is on the record too (as not_ready: it ran nothing).
     assert!(list.contains("success") && list.contains("not_ready") && !list.contains("running"), "{list}");
+    // The log: plain text (no terminal), one line per execution, the stop.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(!log.contains('\x1b'), "colour codes in a log file: {log}");
+    assert!(log.contains(" execution execution_id=") && log.contains("status=success"), "{log}");
+    assert!(log.contains("status=not_ready") || log.contains("stopping"), "{log}");
+    assert!(log.contains("sluice: stopped after"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,9 +269,8 @@ def run_user_code(source, entrypoint, df, stdout, stderr):
 
 
 def _out_of_memory(e):
-    """Why `e` is an allocation failure, if it is: a MemoryError or an ENOMEM
-    OSError (mmap, a library's allocator), itself or what it was raised
-    `from` (not an error merely handled before it: that one was dealt with)."""
+    """Why `e` is an allocation failure, if it is: a MemoryError or an ENOMEM OSError
+    (mmap, a library's allocator), itself or what it was raised `from`."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -319,7 +318,10 @@ def user_exception(e, where):
     elif isinstance(e, KeyboardInterrupt):
         msg = f"KeyboardInterrupt {where}"
     else:
-        msg = f"{msg} {where}" + (f" at line {line}" if line else "")
+        # Name the function the line is in when it is a helper of the code's.
+        inner = next((f.name for f in reversed(frames) if not f.name.startswith("<")), None)
+        at = f" at line {line}" if line else ""
+        msg = f"{msg} in {inner}(){at}, called {where}" if inner and f"in {inner}(" not in where else f"{msg} {where}{at}"
     return Verdict("runtime_error", msg, type=type(e).__name__, line=line, traceback=tb)
 
 

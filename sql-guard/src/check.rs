@@ -94,6 +94,13 @@ pub fn check(
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(|e| {
+            // A statement that is no query at all (PRAGMA, ATTACH, VACUUM …)
+            // is refused for what it is, not for how it parses.
+            if !matches!(keyword.as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE" | "this statement") {
+                return Rejection(format!(
+                    "`{keyword}` is not allowed: only read-only queries run here; send {ALLOWED}"
+                ));
+            }
             let msg = e.to_string();
             Rejection(format!(
                 "the query does not parse: {}",

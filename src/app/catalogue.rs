@@ -34,6 +34,25 @@ impl App {
         by_table.iter().map(|(t, c)| format!("; columns of {t}: {}", c.join(", "))).collect()
     }
 
+    /// "; tables this policy can read: …", for a query naming one that
+    /// does not exist.
+    pub(super) async fn table_hint(&self, policy: &Policy) -> String {
+        let Ok(cols) = self.source.schema().await else { return String::new() };
+        let rules = self.source.rules();
+        let mut tables: Vec<String> = Vec::new();
+        for c in cols {
+            let r = rules.stored(&c.schema, &c.table);
+            let name = rules.display(&r);
+            if rules.allows(&policy.tables, &r) && tables.last() != Some(&name) {
+                tables.push(name);
+            }
+        }
+        if tables.is_empty() {
+            return String::new();
+        }
+        format!("; tables this policy can read: {}", tables.join(", "))
+    }
+
     /// Tables and columns the policy lets a query read, and the functions
     /// it may call (GET /schema, list_tables, describe_table).
     pub async fn schema(

@@ -46,14 +46,24 @@ impl App {
             return Err(AppError::Stopping);
         };
         let grant = grant.clone();
+        let id = Uuid::now_v7();
         let task = self.stop.tracker().spawn(async move {
             let started = Instant::now();
-            let result = app.execute_audited(&grant, req).await;
+            let result = app.execute_audited(id, &grant, req).await;
             let status = match &result {
                 Ok(r) => r.status,
                 Err(e) => e.status(),
             };
-            app.metrics.observe(status, started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            app.metrics.observe(status, seconds);
+            // One line per execution for the operator (no SQL, code or values).
+            tracing::info!(
+                execution_id = %id,
+                principal = %grant.caller().principal.label(),
+                status = %status.as_str(),
+                ms = (seconds * 1000.0).round() as u64,
+                "execution"
+            );
             result
         });
         task.await.unwrap_or_else(|e| {
@@ -66,10 +76,10 @@ impl App {
     /// outcome, whatever it is (a stop's kill included).
     async fn execute_audited(
         &self,
+        id: Uuid,
         grant: &Grant<act::RunCode>,
         req: ExecuteRequest,
     ) -> Result<ExecuteResponse, AppError> {
-        let id = Uuid::now_v7();
         if !self.audited {
             return self.run_until_killed(id, grant, req).await;
         }
@@ -188,6 +198,11 @@ impl App {
                 Ok(Some(rows))
             }
             Err(SqlError::Unavailable { message }) => Err(AppError::DatabaseUnavailable(message)),
+            Err(SqlError::Database { message }) if no_such_table(&message) => {
+                let hint = self.table_hint(policy).await;
+                resp.set_sql_error(SqlError::Database { message: format!("{message}{hint}") });
+                Ok(None)
+            }
             Err(SqlError::Database { message }) if message.to_lowercase().contains("column") => {
                 // Name what exists, so the next attempt can use it.
                 let hint = self.column_hint(&req.sql_query, policy).await;
@@ -228,6 +243,15 @@ impl App {
             }
         }
     }
+}
+
+/// SQLite "no such table", PostgreSQL `relation "x" does not exist`, MySQL
+/// "Table 'db.x' doesn't exist".
+fn no_such_table(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("no such table")
+        || (m.starts_with("relation ") && m.contains("does not exist"))
+        || (m.starts_with("table ") && m.contains("doesn't exist"))
 }
 
 pub(super) fn ms(t: Instant) -> f64 {

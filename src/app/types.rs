@@ -10,9 +10,11 @@ use uuid::Uuid;
 use crate::sql::ColumnInfo;
 use crate::status::Status;
 
-/// POST /execute-classifier body (DESIGN §3), and the arguments of the
-/// `execute_classifier` tool: one type, so the API and the tool schemas
-/// cannot drift apart.
+// POST /execute-classifier body (DESIGN §3), and the arguments of the
+// `execute_classifier` tool: one type, so the API and the tool schemas
+// cannot drift apart. (A `//` comment: a doc comment would become the
+// schema's description that models read.)
+/// One SQL query and the Python code that labels its rows.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {

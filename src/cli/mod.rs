@@ -224,10 +224,15 @@ struct RunArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    use std::io::IsTerminal;
+    // Colours only on a terminal (a log file or journald gets plain text);
+    // rmcp's per-session chatter only when asked for.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,rmcp=warn".into()),
         )
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .init();
     let data_dir = cli.data_dir.clone().unwrap_or_else(DataDir::default_path);

@@ -54,6 +54,16 @@ async fn mcp_gate(State(s): State<Arc<McpSessions>>, req: Request, next: Next) -
     let Some(key) = req.extensions().get::<Caller>().map(|c| c.principal.key_id.clone()) else {
         return next.run(req).await;
     };
+    if req.method() == axum::http::Method::DELETE {
+        // A closed session is answered 204, which MCP clients (the official
+        // SDK among them) take as success; rmcp answers 202.
+        let mut resp = next.run(req).await;
+        if resp.status() == axum::http::StatusCode::ACCEPTED {
+            *resp.status_mut() = axum::http::StatusCode::NO_CONTENT;
+            *resp.body_mut() = axum::body::Body::empty();
+        }
+        return resp;
+    }
     if !opens {
         return next.run(req).await;
     }

@@ -97,14 +97,21 @@ pub async fn tools_call(
         message: "the tool call has no `name`".into(),
     })?;
     let args = match call.get("arguments").or_else(|| call.get("input")) {
-        Some(serde_json::Value::String(s)) => serde_json::from_str(s).map_err(|e| ApiError::BadRequest {
-            field: Some("arguments".into()),
-            message: format!("`arguments` is not JSON: {e}"),
-        })?,
-        Some(other) => other.clone(),
-        None => json!({}),
+        Some(serde_json::Value::String(s)) => serde_json::from_str(s).map_err(|e| {
+            // The model's own output was malformed: a tool result it can
+            // read and retry, not an HTTP error that ends an agent loop.
+            format!(
+                "the tool call's `arguments` is not valid JSON ({e}); send the arguments object as one JSON \
+                 string, e.g. {{\"sql_query\": \"SELECT …\", \"classifier_code\": \"def classify(df): …\"}}"
+            )
+        }),
+        Some(other) => Ok(other.clone()),
+        None => Ok(json!({})),
     };
-    let result = crate::mcp::dispatch(&app, &caller, name, args).await;
+    let result = match args {
+        Ok(args) => crate::mcp::dispatch(&app, &caller, name, args).await,
+        Err(message) => crate::mcp::error_result(message),
+    };
     Ok(axum::Json(json!({
         "is_error": result.is_error.unwrap_or(false),
         "content": result.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n"),

@@ -5,6 +5,7 @@
 
 mod server;
 mod tools;
+pub use tools::error_result;
 
 use serde_json::{Value, json};
 

@@ -108,7 +108,9 @@ impl SluiceTools {
 #[tool_handler]
 impl ServerHandler for SluiceTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(rmcp::model::Implementation::new("sluice", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
             "sluice runs Python classifiers over read-only SQL results in a sandbox. Look at the data with \
              list_tables and describe_table, then call execute_classifier with one SELECT and \
              `def classify(df): ...` returning one label per row. Errors say what to fix; retry with the fix.",

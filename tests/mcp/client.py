@@ -30,9 +30,9 @@ def dump(result):
 
 
 async def session_calls(session):
-    await session.initialize()
+    init = await session.initialize()
     tools = await session.list_tools()
-    out = {"tools": sorted(t.name for t in tools.tools)}
+    out = {"tools": sorted(t.name for t in tools.tools), "server_name": init.server_info.name}
     out["tools_full"] = sorted(
         (
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
