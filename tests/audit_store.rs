@@ -239,6 +239,66 @@ fn keys_cli_prints_the_key_alone_on_the_last_line() {
     assert!(out.status.success());
 }
 
+/// The key and audit commands say what is wrong and what to do: unknown
+/// policies and duplicate names are refused, an unknown key is named as
+/// such, `audit show` takes a unique prefix, `--principal` takes a key's
+/// name or id, `--status` must be a status, and a page says how to get the
+/// next one.
+#[tokio::test]
+async fn the_store_commands_say_what_is_wrong() {
+    let db = temp_db("cli-errors");
+    let sluice = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .args(["--audit-database", &db])
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, text) = sluice(&["keys", "create", "--name", "a", "--role", "execute", "--policy", "nope"]);
+    assert!(!ok && text.contains("no policy `nope`") && text.contains("default"), "{text}");
+    let (ok, text) = sluice(&["keys", "create", "--name", "agent-1", "--role", "execute"]);
+    assert!(ok, "{text}");
+    let (ok, text) = sluice(&["keys", "create", "--name", "agent-1", "--role", "audit"]);
+    assert!(!ok && text.contains("already named `agent-1`"), "{text}");
+    let (ok, text) = sluice(&["keys", "revoke", "k_nonexist"]);
+    assert!(!ok && text.contains("no active key k_nonexist") && !text.contains("execution"), "{text}");
+    let (ok, text) = sluice(&["audit", "list", "--status", "bogus"]);
+    assert!(!ok && text.contains("`bogus` is not a status"), "{text}");
+
+    // Three records by `agent-1`, through the store as the server writes them.
+    let store = AuditStore::open(&db).await.unwrap();
+    let key = store.list_keys().await.unwrap().into_iter().find(|k| k.name == "agent-1").unwrap();
+    let label = format!("agent-1 ({})", key.id);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = Uuid::now_v7();
+        let start = NewExecution { execution_id: id, principal: label.clone(), ..Default::default() };
+        store.start(&start).await.unwrap();
+        store.finish(id, &Finish::default()).await.unwrap();
+        ids.push(id.to_string());
+    }
+    for who in ["agent-1", key.id.as_str(), label.as_str()] {
+        let (ok, text) = sluice(&["audit", "list", "--principal", who]);
+        assert!(ok && ids.iter().all(|id| text.contains(id)), "--principal {who}: {text}");
+    }
+    let (ok, text) = sluice(&["audit", "list", "--principal", "agent"]);
+    assert!(ok && !ids.iter().any(|id| text.contains(id)), "a part of a name is not a name: {text}");
+    let (ok, text) = sluice(&["audit", "list", "--limit", "2"]);
+    assert!(ok && text.contains("more records: sluice audit list --cursor "), "{text}");
+    let cursor = text.split("--cursor ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let (ok, text) = sluice(&["audit", "list", "--limit", "2", "--cursor", &cursor]);
+    assert!(ok && text.contains(&ids[0]) && !text.contains("more records"), "{text}");
+    // The first 13 characters of a v7 id (its millisecond) are shared by
+    // ids made in the same millisecond: ask with the whole first group.
+    let (ok, text) = sluice(&["audit", "show", &ids[2][..23]]);
+    assert!(ok && text.contains(&ids[2]), "{text}");
+    let (ok, text) = sluice(&["audit", "show", "0000000"]);
+    assert!(!ok && text.contains("at least 8"), "{text}");
+}
+
 /// A page of `GET /audit` stops at `MAX_PAGE_BYTES` of records, whatever
 /// `limit` asks, and the cursor leads to the rest.
 #[tokio::test]

@@ -88,7 +88,7 @@ async fn complete_in(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| AuditError::NotFound(format!("{id} (or it is already complete)")))?;
+    .ok_or_else(|| AuditError::NotFound(format!("no execution {id} (or it is already complete)")))?;
     let mut record = record_from(&row)?;
     record.status = f.status.as_str().into();
     record.finished_at = Some(now());

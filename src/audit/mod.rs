@@ -31,7 +31,8 @@ pub enum AuditError {
     Migrate(String),
     #[error("audit database: {0}")]
     Query(#[from] sqlx::Error),
-    #[error("no execution {0}")]
+    /// What was not found, as a whole phrase ("no execution …").
+    #[error("{0}")]
     NotFound(String),
     #[error("invalid filter `{field}`: {message}")]
     Filter { field: &'static str, message: String },
@@ -283,7 +284,7 @@ impl AuditStore {
     pub async fn get_scoped(&self, id: &str, scope: Option<&Scope>) -> Result<Record, AuditError> {
         let r = self.get(id).await?;
         match scope {
-            Some(s) if !s.sees(&r) => Err(AuditError::NotFound(id.into())),
+            Some(s) if !s.sees(&r) => Err(AuditError::NotFound(format!("no execution {id}"))),
             _ => Ok(r),
         }
     }
@@ -293,8 +294,42 @@ impl AuditStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| AuditError::NotFound(id.into()))?;
+            .ok_or_else(|| AuditError::NotFound(format!("no execution {id}")))?;
         Ok(record_from(&row)?)
+    }
+
+    /// The one execution whose id starts with `prefix` (at least 8
+    /// characters), for people who copy a short id.
+    pub async fn resolve_prefix(&self, prefix: &str) -> Result<String, AuditError> {
+        if prefix.len() >= 36 {
+            return Ok(prefix.to_string());
+        }
+        if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(AuditError::Filter {
+                field: "id",
+                message: format!(
+                    "`{}` is not an execution id or a prefix of at least 8 of its characters",
+                    excerpt(prefix)
+                ),
+            });
+        }
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT execution_id FROM executions WHERE execution_id LIKE $1 ORDER BY seq LIMIT 3",
+        )
+        .bind(format!("{}%", prefix.to_ascii_lowercase()))
+        .fetch_all(&self.pool)
+        .await?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(AuditError::NotFound(format!("no execution starts with {prefix}"))),
+            more => Err(AuditError::Filter {
+                field: "id",
+                message: format!(
+                    "{prefix} is the start of several executions ({}, …): give more of it",
+                    more.join(", ")
+                ),
+            }),
+        }
     }
 
     /// Records matching `f`, newest first, with a cursor for the next page.
@@ -317,7 +352,15 @@ impl AuditStore {
             sql += &add("status =", status.as_str().into(), &mut args);
         }
         if let Some(v) = &f.principal {
-            sql += &add("principal =", v.clone(), &mut args);
+            // The whole label, the key's name or its id ("name (k_…)").
+            let like = v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            args.extend([v.clone(), format!("{like} (%"), format!("% ({like})")]);
+            let n = args.len();
+            sql += &format!(
+                " AND (principal = ${} OR principal LIKE ${} ESCAPE '\\' OR principal LIKE ${n} ESCAPE '\\')",
+                n - 2,
+                n - 1
+            );
         }
         if let Some(v) = &f.policy {
             sql += &add("policy =", v.clone(), &mut args);

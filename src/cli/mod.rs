@@ -83,6 +83,10 @@ enum KeysCommand {
         /// Limit the key to these policies (repeatable). Default: all.
         #[arg(long = "policy")]
         policies: Vec<String>,
+        /// Directory of policy files the names are checked against. Default:
+        /// the built-in policies.
+        #[arg(long = "policies", env = "SLUICE_POLICIES")]
+        policies_dir: Option<PathBuf>,
         #[command(flatten)]
         db: AuditDbArgs,
     },
@@ -105,6 +109,7 @@ enum AuditCommand {
     List {
         #[arg(long)]
         status: Option<String>,
+        /// A key's name, its id (k_…) or the whole label.
         #[arg(long)]
         principal: Option<String>,
         #[arg(long)]
@@ -118,11 +123,15 @@ enum AuditCommand {
         until: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The next page: the cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         db: AuditDbArgs,
     },
     /// One execution as JSON.
     Show {
+        /// Its id, or the first 8 or more characters of it.
         id: String,
         #[command(flatten)]
         db: AuditDbArgs,
@@ -148,7 +157,8 @@ enum ExportFormat {
 
 #[derive(Args)]
 struct SourceArgs {
-    /// Database URL (sqlite://PATH). Default: the demo database.
+    /// Database URL: sqlite://PATH, postgres://USER@HOST/DB or mysql://USER@HOST/DB (MariaDB too).
+    /// Default: the demo database.
     #[arg(long, env = "SLUICE_DATABASE_URL", conflicts_with = "demo")]
     database: Option<String>,
     /// Use the demo database (iris, wine, breast_cancer), creating it once.

@@ -16,7 +16,15 @@ fn printable(s: &str) -> String {
 pub async fn keys(data_dir: PathBuf, c: KeysCommand) -> anyhow::Result<ExitCode> {
     grant::<act::ManageKeys>(&cli_caller())?;
     match c {
-        KeysCommand::Create { name, roles, policies, db } => {
+        KeysCommand::Create { name, roles, policies, policies_dir, db } => {
+            let known = crate::policy::Policies::load(policies_dir.as_deref())?;
+            if let Some(p) = policies.iter().find(|p| known.get(p).is_none()) {
+                let names: Vec<&str> = known.names().collect();
+                anyhow::bail!(
+                    "no policy `{p}`; policies: {} (give --policies DIR for another directory)",
+                    names.join(", ")
+                );
+            }
             let store = open_store(data_dir, &db).await?;
             let policies = (!policies.is_empty()).then_some(policies);
             let (key, secret) = store.create_key(&name, &roles, policies.as_deref()).await?;
@@ -68,7 +76,7 @@ pub async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCod
         _ => grant::<act::ListRecords>(&caller).map(drop)?,
     }
     match c {
-        AuditCommand::List { status, principal, policy, code_sha256, since, until, limit, db } => {
+        AuditCommand::List { status, principal, policy, code_sha256, since, until, limit, cursor, db } => {
             let store = open_store(data_dir, &db).await?;
             let f = crate::audit::Filter {
                 status,
@@ -78,7 +86,7 @@ pub async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCod
                 since,
                 until,
                 limit: Some(limit),
-                cursor: None,
+                cursor,
                 scope: None,
             };
             let page = store.list(&f).await?;
@@ -98,9 +106,13 @@ pub async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCod
                     total.map(|t| format!("{t:.1}")).unwrap_or_default()
                 );
             }
+            if let Some(next) = page.next_cursor {
+                eprintln!("more records: sluice audit list --cursor {next} (with the same filters)");
+            }
         }
         AuditCommand::Show { id, db } => {
             let store = open_store(data_dir, &db).await?;
+            let id = store.resolve_prefix(&id).await?;
             println!("{}", serde_json::to_string_pretty(&store.get(&id).await?)?);
         }
         AuditCommand::Verify { db } => {

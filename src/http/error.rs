@@ -136,9 +136,7 @@ impl IntoResponse for ApiError {
 impl From<crate::audit::AuditError> for ApiError {
     fn from(e: crate::audit::AuditError) -> Self {
         match e {
-            crate::audit::AuditError::NotFound(what) => {
-                ApiError::NotFoundRecord { message: format!("no record {what}") }
-            }
+            crate::audit::AuditError::NotFound(message) => ApiError::NotFoundRecord { message },
             crate::audit::AuditError::Filter { field, message } => {
                 ApiError::BadRequest { field: Some(field.into()), message }
             }
