@@ -186,9 +186,15 @@ def child_read_paths():
     )
 
 
+# The Landlock ABI the zygote found at start-up (the kernel's, capped by
+# SLUICE_LANDLOCK_ABI_MAX); the child's environment is cleared before it
+# applies its rules, so it is handed down here.
+LANDLOCK_ABI = None
+
+
 def landlock_spec(scratch):
-    """What the child may read (r) or also write (rw). Paths that do not
-    exist on this host are skipped by the native side."""
+    """What the child may read (r) or also write (rw), under which ABI.
+    Paths that do not exist on this host are skipped by the native side."""
     read = {
         *child_read_paths(),
         "/usr/lib",
@@ -201,7 +207,8 @@ def landlock_spec(scratch):
         "/sys/devices/system/cpu",  # BLAS and joblib count CPUs here
         f"/proc/{os.getpid()}",  # its own /proc entry only
     }
-    lines = [f"r:{p}" for p in sorted(read)]
+    lines = [f"abi:{LANDLOCK_ABI}"] if LANDLOCK_ABI is not None else []
+    lines += [f"r:{p}" for p in sorted(read)]
     lines += [f"rw:{scratch}", "rw:/dev/null"]
     return "\n".join(lines)
 

@@ -84,6 +84,8 @@ def main():
         isolation["error"] = str(e)
     isolation["uid"] = os.getuid()
     isolation["landlock_abi"] = native.landlock_abi()
+    isolation["landlock_kernel_abi"] = native.landlock_kernel_abi()
+    sys.modules["enter"].LANDLOCK_ABI = isolation["landlock_abi"]
     isolation["seccomp"] = seccomp_available()
     try:
         import_ms = warm_up()

@@ -20,6 +20,7 @@ class Native:
             "sluice_enter": [c.c_char_p, c.c_size_t, c.c_uint64, c.c_int64],
             "sluice_set_rlimits": [c.c_uint64] * 6,
             "sluice_landlock_abi": [],
+            "sluice_landlock_kernel_abi": [],
             "sluice_apply_landlock": [c.c_char_p, c.c_size_t],
             "sluice_install_sigsys_reporter": [c.c_int],
             "sluice_apply_seccomp": [c.c_char_p, c.c_size_t, c.c_int],
@@ -59,6 +60,9 @@ class Native:
 
     def landlock_abi(self):
         return self.lib.sluice_landlock_abi()
+
+    def landlock_kernel_abi(self):
+        return self.lib.sluice_landlock_kernel_abi()
 
     def apply_landlock(self, spec):
         data = spec.encode()

@@ -110,9 +110,16 @@ pub extern "C" fn sluice_set_rlimits(
     errno_result(limits::apply(&l))
 }
 
-/// The kernel's Landlock ABI version (0 when Landlock is unavailable).
+/// The Landlock ABI sluice uses (0 when Landlock is unavailable): the
+/// kernel's, capped by `SLUICE_LANDLOCK_ABI_MAX`.
 #[unsafe(no_mangle)]
 pub extern "C" fn sluice_landlock_abi() -> i32 {
+    fs_rules::abi_in_use()
+}
+
+/// The kernel's own Landlock ABI version (0 when unavailable).
+#[unsafe(no_mangle)]
+pub extern "C" fn sluice_landlock_kernel_abi() -> i32 {
     fs_rules::kernel_abi()
 }
 

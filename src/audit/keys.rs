@@ -114,18 +114,6 @@ impl AuditStore {
                 message: "a key name must be non-empty printable text (no control characters)".into(),
             });
         }
-        // A name names one live key: reviewers read names, not ids.
-        if let Some(k) =
-            self.list_keys().await?.into_iter().find(|k| k.revoked_at.is_none() && k.name == name)
-        {
-            return Err(AuditError::Filter {
-                field: "name",
-                message: format!(
-                    "an active key is already named `{name}` ({}); pick another name or revoke it",
-                    k.id
-                ),
-            });
-        }
         let id = format!("k_{}", random_hex(6));
         let secret = format!("sluice_{}", random_hex(32));
         let mut roles = roles.to_vec();

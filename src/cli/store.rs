@@ -26,6 +26,15 @@ pub async fn keys(data_dir: PathBuf, c: KeysCommand) -> anyhow::Result<ExitCode>
                 );
             }
             let store = open_store(data_dir, &db).await?;
+            // A name names one live key: reviewers read names, not ids.
+            if let Some(k) =
+                store.list_keys().await?.into_iter().find(|k| k.revoked_at.is_none() && k.name == name)
+            {
+                anyhow::bail!(
+                    "an active key is already named `{name}` ({}); pick another name or revoke it",
+                    k.id
+                );
+            }
             let policies = (!policies.is_empty()).then_some(policies);
             let (key, secret) = store.create_key(&name, &roles, policies.as_deref()).await?;
             let roles: Vec<String> = key.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();

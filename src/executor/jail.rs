@@ -12,9 +12,26 @@ use super::protocol::ReadyInfo;
 use super::{cgroup, seccomp};
 use crate::policy::{Policies, Policy};
 
-/// Landlock ABI needed for everything we ask of it (signal and abstract
-/// socket scoping arrived in ABI 6).
-pub const LANDLOCK_ABI_WANTED: i32 = 6;
+/// What each Landlock ABI adds that sluice uses, and what holds the line
+/// where the kernel lacks it.
+pub const LANDLOCK_FEATURES: &[(i32, &str, &str)] = &[
+    (1, "filesystem rules", "nothing else confines the filesystem"),
+    (2, "refer", "ABI 1 forbids every rename or link across directories, which is stricter"),
+    (
+        3,
+        "truncate rules",
+        "children own no file when sluice runs as root; as an ordinary user a child \
+      could truncate that user's files it can read",
+    ),
+    (4, "TCP bind/connect rules", "the network namespace has no interface"),
+    (
+        5,
+        "device ioctl rules",
+        "the only devices a child can open are /dev/null and /dev/urandom, and seccomp \
+      refuses the terminal ioctls",
+    ),
+    (6, "signal and abstract socket scoping", "seccomp lets a child signal only itself and open no socket"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum JailError {
@@ -116,11 +133,7 @@ impl Jail {
                     iso.error.clone().unwrap_or_else(|| "mount namespaces are not available".into())
                 },
             },
-            Layer {
-                name: "landlock",
-                active: ll >= LANDLOCK_ABI_WANTED,
-                detail: format!("kernel ABI {ll} (need {LANDLOCK_ABI_WANTED} for signal and socket scoping)"),
-            },
+            Layer { name: "landlock", active: ll >= 1, detail: landlock_detail(ll, iso.landlock_kernel_abi) },
             Layer {
                 name: "seccomp",
                 active: iso.seccomp && !self.profiles.is_empty(),
@@ -177,6 +190,24 @@ impl Jail {
     }
 }
 
+/// Which Landlock features are in use at ABI `abi`, and for each one
+/// missing, what holds instead.
+fn landlock_detail(abi: i32, kernel: i32) -> String {
+    if abi < 1 {
+        return format!("the kernel has no Landlock (ABI {kernel}); nothing confines the filesystem");
+    }
+    let (have, missing): (Vec<_>, Vec<_>) = LANDLOCK_FEATURES.iter().partition(|(n, _, _)| *n <= abi);
+    let mut d = format!(
+        "ABI {abi}{}: {}",
+        if kernel > abi { format!(" (the kernel has {kernel})") } else { String::new() },
+        have.iter().map(|(_, f, _)| *f).collect::<Vec<_>>().join(", ")
+    );
+    for (n, f, instead) in missing {
+        d += &format!("; no {f} (ABI {n}): {instead}");
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +232,7 @@ mod tests {
                 child_uids: None,
                 covered: 0,
                 landlock_abi,
+                landlock_kernel_abi: landlock_abi,
                 seccomp: true,
             },
         }
@@ -222,6 +254,10 @@ mod tests {
         let j = jail();
         // cgroup missing: the default policy accepts that.
         assert!(j.check(&policies, &ready(7, true)).is_ok());
+        // An older kernel's Landlock is used for what it has, not refused.
+        assert!(j.check(&policies, &ready(1, true)).is_ok());
+        let ll = j.layers(&ready(3, true)).into_iter().find(|l| l.name == "landlock").unwrap();
+        assert!(ll.active && ll.detail.contains("no TCP bind/connect rules (ABI 4)"), "{}", ll.detail);
         let e = j.check(&policies, &ready(0, true)).unwrap_err().to_string();
         assert!(
             e.contains("`landlock`") && e.contains("policy `default`") && e.contains("allow_degraded"),

@@ -111,7 +111,11 @@ pub struct Isolation {
     /// Directories only root could search that were covered for them.
     #[serde(default)]
     pub covered: u32,
+    /// The Landlock ABI the children use (the kernel's, capped).
     pub landlock_abi: i32,
+    /// The kernel's own.
+    #[serde(default)]
+    pub landlock_kernel_abi: i32,
     pub seccomp: bool,
 }
 

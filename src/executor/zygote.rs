@@ -234,8 +234,9 @@ fn zygote_env() -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    // Host CPU quirks for OpenBLAS are configuration, not secrets.
-    for k in ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"] {
+    // Host CPU quirks for OpenBLAS are configuration, not secrets; the
+    // Landlock ABI cap runs the older-kernel path on a newer kernel.
+    for k in ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SLUICE_LANDLOCK_ABI_MAX"] {
         if let Ok(v) = std::env::var(k) {
             env.push((k.into(), v));
         }

@@ -1,0 +1,98 @@
+//! Landlock on the kernels people have: with the ABI capped below this
+//! kernel's (`SLUICE_LANDLOCK_ABI_MAX`, as on Linux 6.1–6.11), sluice
+//! starts, uses every feature that ABI has, says which ones are missing
+//! and what holds instead, and the filesystem stays confined; with no
+//! Landlock at all the default policy refuses to start, naming the layer.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+fn sluice(cap: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.arg("--data-dir").arg(common::data_dir()).env("SLUICE_LANDLOCK_ABI_MAX", cap);
+    c.env_remove("SLUICE_DATABASE_URL").env_remove("SLUICE_POLICIES");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_landlock_abi_is_used_for_what_it_has() {
+    common::shared();
+    let audit = std::env::temp_dir().join(format!("sluice-landlock-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&audit);
+    let mut child = sluice("3")
+        .args(["serve", "--bind", "127.0.0.1:0", "--audit-database"])
+        .arg(format!("sqlite://{}", audit.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut key, mut base) = (None, None);
+    let mut line = String::new();
+    while base.is_none() {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
+        let l = line.trim();
+        if l.starts_with("sluice_") {
+            key = Some(l.to_string());
+        }
+        base = l.strip_prefix("sluice listening on ").map(String::from);
+    }
+    let (key, base) = (key.unwrap(), base.unwrap());
+    let http = reqwest::Client::new();
+    let ready: Value =
+        http.get(format!("{base}/readyz")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let layers = ready["environments"]["default"]["layers"].as_array().unwrap();
+    let ll = layers.iter().find(|l| l["name"] == "landlock").unwrap();
+    let detail = ll["detail"].as_str().unwrap();
+    assert_eq!(ll["active"], true, "{ll}");
+    assert!(
+        detail.starts_with("ABI 3") && detail.contains("filesystem rules, refer, truncate rules"),
+        "{detail}"
+    );
+    for missing in ["no TCP bind/connect rules (ABI 4)", "no signal and abstract socket scoping (ABI 6)"] {
+        assert!(detail.contains(missing), "{detail}");
+    }
+    // The filesystem is still confined, and the other layers hold what
+    // ABI 3 lacks: no signal to the zygote, no socket.
+    let run = |code: &str| {
+        let body = json!({"sql_query": "SELECT 1 AS x", "classifier_code": code});
+        let req = http.post(format!("{base}/execute-classifier")).bearer_auth(&key).json(&body);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    for (code, want) in [
+        ("def classify(df):\n    open('/etc/passwd').read()\n    return [0]\n", "security_violation"),
+        (
+            "import os, signal\ndef classify(df):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return [0]\n",
+            "security_violation",
+        ),
+        (
+            "import socket\ndef classify(df):\n    socket.socket(socket.AF_UNIX).connect('\\0x')\n    return [0]\n",
+            "security_violation",
+        ),
+        ("def classify(df):\n    open('out.txt', 'w').write('x')\n    return [0]\n", "success"),
+    ] {
+        let v = run(code).await;
+        assert_eq!(v["status"], want, "{code}: {v}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn without_landlock_the_default_policy_refuses_to_start() {
+    common::shared();
+    let audit = std::env::temp_dir().join(format!("sluice-nolandlock-{}.sqlite", std::process::id()));
+    let out = sluice("0")
+        .args(["serve", "--bind", "127.0.0.1:0", "--audit-database"])
+        .arg(format!("sqlite://{}", audit.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without landlock: {text}");
+    assert!(text.contains("landlock") && text.contains("allow_degraded"), "{text}");
+}
