@@ -153,6 +153,7 @@ async fn every_caller_against_every_http_route() {
                     c.post(format!("{base}{path}")).json(&json!({"name": "list_tables", "arguments": {}}))
                 }
                 ("POST", "/ui/login") => c.post(format!("{base}{path}")).form(&[("key", "x")]),
+                ("POST", "/ui/logout") => c.post(format!("{base}{path}")),
                 ("POST", "/mcp") => c.post(format!("{base}{path}")).json(&json!({})),
                 ("DELETE", "/mcp") => c.delete(format!("{base}{path}")),
                 // GET /mcp opens a long-lived stream: only its key check is asked.

@@ -53,25 +53,36 @@ async fn sign_in_filter_and_open_a_record_in_chromium() {
         }
         Err(why) => panic!("{why}"),
     };
-    // Something to look at: a failing and a succeeding run.
-    let v = run_with(json!({"sql_query": "SELECT 1 AS ui_probe", "classifier_code": "def classify(df):\n    return 1 / 0\n"})).await;
-    assert_status(&v, "runtime_error");
-    let v = run_with(json!({"sql_query": "SELECT 2 AS ui_probe", "classifier_code": "def classify(df):\n    return [1]\n"})).await;
+    // Something to look at, more than a page of it: failing runs, a
+    // succeeding one and a crash by signal, all naming this run's probe.
+    let probe = format!("ui_probe_{}", std::process::id());
+    for i in 0..55 {
+        let v = run_with(json!({"sql_query": format!("SELECT {i} AS {probe}"), "classifier_code": "def classify(df):\n    return 1 / 0\n"})).await;
+        assert_status(&v, "runtime_error");
+    }
+    let v = run_with(json!({"sql_query": format!("SELECT 2 AS {probe}"), "classifier_code": "def classify(df):\n    return [1]\n"})).await;
     assert_status(&v, "success");
+    let crash = format!(
+        "import os, signal\ndef classify(df):\n    # {probe} signal\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
+    );
+    let v = run_with(json!({"sql_query": format!("SELECT 3 AS {probe}"), "classifier_code": crash})).await;
+    assert_status(&v, "runtime_error");
 
     let (_, key) = common::keys().create_key("ui-reviewer", &[Role::Audit], None).await.unwrap();
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-artifacts");
     std::fs::create_dir_all(&out_dir).unwrap();
     let base = shared().base.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(&driver).arg(&base).arg(&key).arg(&out_dir).output().unwrap()
+        Command::new("node").arg(&driver).arg(&base).arg(&key).arg(&out_dir).arg(&probe).output().unwrap()
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    for shot in ["audit-list.png", "audit-filtered.png", "audit-detail.png"] {
+    for shot in
+        ["audit-list.png", "audit-search.png", "audit-filtered.png", "audit-detail.png", "audit-narrow.png"]
+    {
         let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-artifacts").join(shot);
         assert!(std::fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", p.display());
     }

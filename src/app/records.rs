@@ -39,6 +39,16 @@ impl App {
         Ok(self.audit.list(&filter).await?)
     }
 
+    /// How many records match `filter`, within what the grant shows.
+    pub async fn count_records(
+        &self,
+        grant: &Grant<act::ListRecords>,
+        mut filter: Filter,
+    ) -> Result<i64, AppError> {
+        filter.scope = grant.scope();
+        Ok(self.audit.count(&filter).await?)
+    }
+
     /// Walk the hash chain.
     pub async fn verify_chain(
         &self,

@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod keys;
+mod query;
 mod record;
 
 use record::{COLUMNS, record_from, to_text, trusted};
@@ -125,7 +126,7 @@ pub fn now() -> String {
 }
 
 /// Normalize a caller's RFC 3339 time to our stored form.
-fn parse_time(field: &'static str, s: &str) -> Result<String, AuditError> {
+pub(super) fn parse_time(field: &'static str, s: &str) -> Result<String, AuditError> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
         AuditError::Filter {
             field,
@@ -330,101 +331,6 @@ impl AuditStore {
                 ),
             }),
         }
-    }
-
-    /// Records matching `f`, newest first, with a cursor for the next page.
-    pub async fn list(&self, f: &Filter) -> Result<Page, AuditError> {
-        let limit = f.limit.unwrap_or(50).clamp(1, 500) as i64;
-        let mut sql = format!("SELECT seq, {COLUMNS} FROM executions WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        let add = |cond: &str, v: String, args: &mut Vec<String>| {
-            args.push(v);
-            format!(" AND {cond} ${}", args.len())
-        };
-        if let Some(v) = &f.status {
-            let Some(status) = crate::status::Status::parse(v) else {
-                let known: Vec<&str> = crate::status::Status::ALL.iter().map(|s| s.as_str()).collect();
-                return Err(AuditError::Filter {
-                    field: "status",
-                    message: format!("`{}` is not a status; statuses: {}", excerpt(v), known.join(", ")),
-                });
-            };
-            sql += &add("status =", status.as_str().into(), &mut args);
-        }
-        if let Some(v) = &f.principal {
-            // The whole label, the key's name or its id ("name (k_…)").
-            let like = v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            args.extend([v.clone(), format!("{like} (%"), format!("% ({like})")]);
-            let n = args.len();
-            sql += &format!(
-                " AND (principal = ${} OR principal LIKE ${} ESCAPE '\\' OR principal LIKE ${n} ESCAPE '\\')",
-                n - 2,
-                n - 1
-            );
-        }
-        if let Some(v) = &f.policy {
-            sql += &add("policy =", v.clone(), &mut args);
-        }
-        if let Some(scope) = &f.scope {
-            let mut cond = Vec::new();
-            for p in &scope.policies {
-                args.push(p.clone());
-                cond.push(format!("policy = ${}", args.len()));
-            }
-            args.push(scope.principal.clone());
-            cond.push(format!("principal = ${}", args.len()));
-            sql += &format!(" AND ({})", cond.join(" OR "));
-        }
-        if let Some(v) = &f.code_sha256 {
-            sql += &add("code_sha256 =", v.to_ascii_lowercase(), &mut args);
-        }
-        if let Some(v) = &f.since {
-            sql += &add("created_at >=", parse_time("since", v)?, &mut args);
-        }
-        if let Some(v) = &f.until {
-            sql += &add("created_at <", parse_time("until", v)?, &mut args);
-        }
-        let mut cursor_seq = None;
-        if let Some(c) = &f.cursor {
-            let seq: i64 = c.parse().map_err(|_| AuditError::Filter {
-                field: "cursor",
-                message: "use the `next_cursor` of the previous page".into(),
-            })?;
-            cursor_seq = Some(seq);
-            sql += &format!(" AND seq < ${}", args.len() + 1);
-        }
-        sql += &format!(" ORDER BY seq DESC LIMIT {}", limit + 1);
-        let mut q = sqlx::query(trusted(sql));
-        for a in &args {
-            q = q.bind(a.clone());
-        }
-        if let Some(s) = cursor_seq {
-            q = q.bind(s);
-        }
-        // Rows are read one at a time: a page also ends at MAX_PAGE_BYTES
-        // of records (one at least), before the next is even read.
-        use futures_util::TryStreamExt;
-        let mut rows = q.fetch(&self.pool);
-        let mut more = false;
-        let mut records = Vec::new();
-        let mut last_seq = None;
-        let mut bytes = 0;
-        while let Some(row) = rows.try_next().await? {
-            if records.len() as i64 == limit {
-                more = true;
-                break;
-            }
-            let r = record_from(&row)?;
-            let size = serde_json::to_vec(&r).map(|v| v.len()).unwrap_or(0);
-            if !records.is_empty() && bytes + size > MAX_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            bytes += size;
-            last_seq = Some(row.try_get::<i64, _>("seq")?);
-            records.push(r);
-        }
-        Ok(Page { records, next_cursor: if more { last_seq.map(|s| s.to_string()) } else { None } })
     }
 
     /// Every record in chain order (for export and verification).

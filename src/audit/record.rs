@@ -50,6 +50,9 @@ pub struct Filter {
     pub until: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+    /// Text searched for in the SQL and the code.
+    #[serde(default)]
+    pub q: Option<String>,
     /// Set by the server, never by the query: a key limited to some
     /// policies sees records of those policies and its own, nothing else.
     #[serde(skip)]

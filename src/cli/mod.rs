@@ -126,6 +126,9 @@ enum AuditCommand {
         /// The next page: the cursor the previous page printed.
         #[arg(long)]
         cursor: Option<String>,
+        /// Only records whose SQL or code contains this text.
+        #[arg(long)]
+        search: Option<String>,
         #[command(flatten)]
         db: AuditDbArgs,
     },

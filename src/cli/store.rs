@@ -85,7 +85,18 @@ pub async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCod
         _ => grant::<act::ListRecords>(&caller).map(drop)?,
     }
     match c {
-        AuditCommand::List { status, principal, policy, code_sha256, since, until, limit, cursor, db } => {
+        AuditCommand::List {
+            status,
+            principal,
+            policy,
+            code_sha256,
+            since,
+            until,
+            limit,
+            cursor,
+            search,
+            db,
+        } => {
             let store = open_store(data_dir, &db).await?;
             let f = crate::audit::Filter {
                 status,
@@ -96,6 +107,7 @@ pub async fn audit(data_dir: PathBuf, c: AuditCommand) -> anyhow::Result<ExitCod
                 until,
                 limit: Some(limit),
                 cursor,
+                q: search,
                 scope: None,
             };
             let page = store.list(&f).await?;

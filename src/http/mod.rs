@@ -12,6 +12,7 @@ mod mcp_gate;
 mod routes;
 pub mod server;
 mod ui;
+mod ui_audit;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/metrics", Access::Action(Action::ReadMetrics)),
     route("GET", "/ui/audit", Access::Action(Action::ListRecords)),
     route("GET", "/ui/audit/{id}", Access::Action(Action::ReadRecord)),
+    route("GET", "/ui/audit.jsonl", Access::Action(Action::ListRecords)),
+    route("POST", "/ui/logout", Access::Public),
     route("GET", "/ui/login", Access::Public),
     route("POST", "/ui/login", Access::Public),
     route("GET", "/healthz", Access::Public),
@@ -85,8 +88,10 @@ fn handler(r: &Route) -> MethodRouter<Arc<App>> {
         ("GET", "/audit/verify") => get(routes::audit_verify),
         ("GET", "/audit/{id}") => get(routes::audit_get),
         ("GET", "/metrics") => get(routes::metrics),
-        ("GET", "/ui/audit") => get(ui::list),
-        ("GET", "/ui/audit/{id}") => get(ui::detail),
+        ("GET", "/ui/audit") => get(ui_audit::list),
+        ("GET", "/ui/audit/{id}") => get(ui_audit::detail),
+        ("GET", "/ui/audit.jsonl") => get(ui_audit::export),
+        ("POST", "/ui/logout") => post(ui::logout),
         ("GET", "/ui/login") => get(ui::login_form),
         ("POST", "/ui/login") => post(ui::login),
         ("GET", "/healthz") => get(routes::healthz),

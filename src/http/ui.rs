@@ -1,22 +1,17 @@
-//! The audit review page for people: server-rendered HTML (no JavaScript),
-//! filters, a table of executions, a detail view. Protected by the same
+//! The review pages' frame: sign-in and sign-out, the page template and
+//! its headers (the pages themselves: `ui_audit.rs`). Protected by the same
 //! keys as the API (role `audit`): a browser signs in once on /ui/login,
 //! which keeps the key in an HttpOnly, SameSite=Strict cookie.
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::auth::{SESSION_COOKIE as COOKIE, cookie_value, urlencode};
-use super::error::ApiError;
+use super::auth::{SESSION_COOKIE as COOKIE, cookie_value};
 use crate::app::{App, Caller, act, grant};
-use crate::audit::{Filter, Record};
-use crate::status::Status;
 
 /// Double-submit token of the sign-in form: a cookie only this site can set,
 /// repeated in the form, so no other site can sign a browser in.
@@ -59,7 +54,7 @@ fn secure_flag(headers: &HeaderMap) -> &'static str {
     if https { "; Secure" } else { "" }
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -67,7 +62,7 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · sluice</title>
@@ -83,6 +78,14 @@ form.filters label {{ display: flex; flex-direction: column; font-size: 12px; co
 pre {{ background: #f6f8fa; padding: .6rem; overflow-x: auto; white-space: pre-wrap; }}
 .status {{ font-weight: 600; }} .success {{ color: #1a7f37; }} .error {{ color: #b42318; }}
 dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }} dt {{ color: #57606a; }}
+header {{ display: flex; justify-content: space-between; align-items: center; gap: 1rem; flex-wrap: wrap; }}
+header form {{ margin: 0; }} .scroll {{ overflow-x: auto; }} code.sql {{ font-size: 12px; color: #424a53; }}
+.pager {{ display: flex; gap: 1rem; align-items: center; margin: .75rem 0; }} .muted {{ color: #57606a; }}
+@media (max-width: 700px) {{
+  body {{ margin: .75rem; }} .wide {{ display: none; }}
+  form.filters label {{ flex: 1 1 45%; }} form.filters input, form.filters select {{ width: 100%; }}
+  dl {{ grid-template-columns: 1fr; }} dd {{ margin: 0 0 .4rem; }}
+}}
 </style></head><body>{body}</body></html>"#,
         title = esc(title)
     ))
@@ -169,172 +172,15 @@ pub async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): For
     resp
 }
 
-fn status_class(s: &str) -> &'static str {
-    if s == "success" { "success" } else { "error" }
-}
-
-fn total_ms(r: &Record) -> String {
-    r.timings_ms
-        .as_ref()
-        .and_then(|t| t.get("total"))
-        .and_then(Value::as_f64)
-        .map(|t| format!("{t:.1}"))
-        .unwrap_or_default()
-}
-
-pub async fn list(
-    State(app): State<Arc<App>>,
-    Extension(caller): Extension<Caller>,
-    Query(f): Query<Filter>,
-) -> Result<Response, ApiError> {
-    let g = grant::<act::ListRecords>(&caller)?;
-    let f = Filter {
-        status: f.status.filter(|s| !s.is_empty()),
-        principal: f.principal.filter(|s| !s.is_empty()),
-        policy: f.policy.filter(|s| !s.is_empty()),
-        code_sha256: f.code_sha256.filter(|s| !s.is_empty()),
-        since: f.since.filter(|s| !s.is_empty()),
-        until: f.until.filter(|s| !s.is_empty()),
-        limit: f.limit,
-        cursor: f.cursor.filter(|s| !s.is_empty()),
-        scope: None,
-    };
-    let page_data = app.records(&g, f.clone()).await?;
-    let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
-    let mut status_opts = String::from("<option value=\"\">any</option>");
-    for s in Status::ALL.iter().map(|s| s.as_str()) {
-        let sel = if f.status.as_deref() == Some(s) { " selected" } else { "" };
-        status_opts += &format!("<option{sel}>{s}</option>");
+/// Sign out: the key cookie is cleared.
+pub async fn logout(headers: HeaderMap) -> Response {
+    let mut resp = Redirect::to("/ui/login").into_response();
+    let cookie =
+        format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/ui; Max-Age=0{}", secure_flag(&headers));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    let mut rows = String::new();
-    for r in &page_data.records {
-        rows += &format!(
-            "<tr><td>{}</td><td><a href=\"/ui/audit/{id}\">{id}</a></td><td class=\"status {}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.created_at),
-            status_class(&r.status),
-            esc(&r.status),
-            esc(&r.principal),
-            opt(&r.policy),
-            r.row_count.map(|n| n.to_string()).unwrap_or_default(),
-            total_ms(r),
-            id = esc(&r.execution_id),
-        );
-    }
-    if rows.is_empty() {
-        rows = "<tr><td colspan=\"7\">No executions match.</td></tr>".into();
-    }
-    let more = match &page_data.next_cursor {
-        Some(c) => {
-            let mut q = vec![format!("cursor={}", urlencode(c))];
-            for (k, v) in [
-                ("status", &f.status),
-                ("principal", &f.principal),
-                ("policy", &f.policy),
-                ("code_sha256", &f.code_sha256),
-                ("since", &f.since),
-                ("until", &f.until),
-            ] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", urlencode(v)));
-                }
-            }
-            format!("<p><a href=\"/ui/audit?{}\">Older executions →</a></p>", q.join("&amp;"))
-        }
-        None => String::new(),
-    };
-    let body = format!(
-        r#"<h1>Executions</h1>
-<form class="filters" method="get" action="/ui/audit">
-<label>status <select name="status">{status_opts}</select></label>
-<label>principal <input name="principal" value="{principal}"></label>
-<label>policy <input name="policy" value="{policy}"></label>
-<label>code sha256 <input name="code_sha256" value="{code}" size="20"></label>
-<label>since (RFC 3339) <input name="since" value="{since}" placeholder="2026-11-22T00:00:00Z"></label>
-<label>until <input name="until" value="{until}"></label>
-<button type="submit">Filter</button> <a href="/ui/audit">clear</a>
-</form>
-<table><thead><tr><th>created</th><th>execution</th><th>status</th><th>principal</th><th>policy</th><th>rows</th><th>total ms</th></tr></thead>
-<tbody>{rows}</tbody></table>{more}"#,
-        principal = opt(&f.principal),
-        policy = opt(&f.policy),
-        code = opt(&f.code_sha256),
-        since = opt(&f.since),
-        until = opt(&f.until),
-    );
-    Ok(page("Executions", &body).into_response())
-}
-
-pub async fn detail(
-    State(app): State<Arc<App>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let g = grant::<act::ReadRecord>(&caller)?;
-    let r = match app.record(&g, &id).await {
-        Ok(r) => r,
-        Err(crate::app::AppError::NotFound(_)) => {
-            return Ok((
-                StatusCode::NOT_FOUND,
-                page("Not found", "<h1>No such execution</h1><p><a href=\"/ui/audit\">Back</a></p>"),
-            )
-                .into_response());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let json = |v: &Option<Value>| {
-        v.as_ref().map(|v| serde_json::to_string_pretty(v).unwrap_or_default()).unwrap_or_default()
-    };
-    let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
-    let body = format!(
-        r#"<p><a href="/ui/audit">← all executions</a></p>
-<h1>Execution {id}</h1>
-<dl>
-<dt>status</dt><dd class="status {class}">{status}</dd>
-<dt>created</dt><dd>{created}</dd><dt>finished</dt><dd>{finished}</dd>
-<dt>principal</dt><dd>{principal}</dd><dt>client</dt><dd>{client}</dd>
-<dt>policy</dt><dd>{policy}</dd><dt>environment</dt><dd>{env}</dd>
-<dt>rows</dt><dd>{rows}</dd><dt>exit signal</dt><dd>{signal}</dd><dt>blocked syscall</dt><dd>{syscall}</dd>
-<dt>sql sha256</dt><dd><code>{sql_sha}</code></dd><dt>code sha256</dt><dd><code>{code_sha}</code></dd>
-<dt>hash</dt><dd><code>{hash}</code></dd><dt>previous hash</dt><dd><code>{prev}</code></dd>
-</dl>
-<h2>Error</h2><p class="error">{message}</p>{traceback}<pre class="error-detail">{error}</pre>
-<h2>SQL</h2><pre>{sql}</pre>
-<h2>Parameters</h2><pre>{params}</pre>
-<h2>Code</h2><pre>{code}</pre>
-<h2>Timings (ms)</h2><pre>{timings}</pre>
-<h2>Resources</h2><pre>{resources}</pre>"#,
-        id = esc(&r.execution_id),
-        class = status_class(&r.status),
-        status = esc(&r.status),
-        created = esc(&r.created_at),
-        finished = opt(&r.finished_at),
-        principal = esc(&r.principal),
-        client = opt(&r.client_addr),
-        policy = opt(&r.policy),
-        env = opt(&r.environment),
-        rows = r.row_count.map(|n| n.to_string()).unwrap_or_default(),
-        signal = r.exit_signal.map(|n| n.to_string()).unwrap_or_default(),
-        syscall = opt(&r.blocked_syscall),
-        sql_sha = opt(&r.sql_sha256),
-        code_sha = opt(&r.code_sha256),
-        hash = opt(&r.hash),
-        prev = opt(&r.prev_hash),
-        message = esc(r.error.as_ref().and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("")),
-        traceback = r
-            .error
-            .as_ref()
-            .and_then(|e| e.get("traceback"))
-            .and_then(Value::as_str)
-            .map(|t| format!("<pre class=\"traceback\">{}</pre>", esc(t)))
-            .unwrap_or_default(),
-        error = esc(&json(&r.error)),
-        sql = opt(&r.sql_query),
-        params = esc(&json(&r.params)),
-        code = opt(&r.classifier_code),
-        timings = esc(&json(&r.timings_ms)),
-        resources = esc(&json(&r.resources)),
-    );
-    Ok(page(&format!("Execution {}", r.execution_id), &body).into_response())
+    resp
 }
 
 #[cfg(test)]
