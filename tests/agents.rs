@@ -183,6 +183,9 @@ async fn error_messages_carry_the_facts_an_llm_needs() {
     let v = run("PRAGMA table_info(iris)", common::OK).await;
     assert_status(&v, "sql_rejected");
     assert!(v["error"]["message"].as_str().unwrap().contains("`PRAGMA` is not allowed"), "{v}");
+    let v = common::run_with(json!({"sql_query": "SELECT * FROM iris WHERE id = :id", "params": [1], "classifier_code": common::OK})).await;
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("`:id`") && m.contains("use `?`") && !m.contains("sqlx"), "{m}");
     let v = run("SELECT * FROM irs", common::OK).await;
     assert_status(&v, "sql_error");
     let m = v["error"]["message"].as_str().unwrap();

@@ -82,7 +82,13 @@ impl Drop for Lease {
         rt.spawn(cancels().track_future(async move {
             let cancel = async {
                 let mut other = sqlx::ConnectOptions::connect(&*options).await?;
-                sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&mut other).await?;
+                // Twice: a cancel that lands between two steps of the
+                // statement's start is lost; the leased session is still
+                // ours, so a second one cannot reach anyone else's query.
+                for _ in 0..2 {
+                    sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&mut other).await?;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 sqlx::Connection::close(other).await
             };
             match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
