@@ -92,6 +92,38 @@ async fn concurrent_writers(url: &str) {
 #[tokio::test]
 async fn concurrent_writers_never_fork_the_chain_sqlite() {
     concurrent_writers(&temp_db("concurrent")).await;
+    filters_read_alike(&temp_db("filters")).await;
+}
+
+/// The filters read alike on both stores: a key's name with `_` matches
+/// that name only (no wildcard), the text search ignores case and takes
+/// `%` literally.
+async fn filters_read_alike(url: &str) {
+    let store = AuditStore::open(url).await.unwrap();
+    for (principal, sql) in
+        [("agent_1 (k_aaa)", "SELECT 'Hello' AS zq9"), ("agentx1 (k_bbb)", "SELECT '100%' AS zq9")]
+    {
+        let id = Uuid::now_v7();
+        let start = NewExecution {
+            execution_id: id,
+            principal: principal.into(),
+            sql_query: Some(sql.into()),
+            ..Default::default()
+        };
+        store.start(&start).await.unwrap();
+        store.finish(id, &Finish::default()).await.unwrap();
+    }
+    let who = |f: sluice::audit::Filter| {
+        let store = &store;
+        async move { store.list(&f).await.unwrap().records.into_iter().map(|r| r.principal).collect::<Vec<_>>() }
+    };
+    let by = |p: &str| sluice::audit::Filter { principal: Some(p.into()), ..Default::default() };
+    let text = |q: &str| sluice::audit::Filter { q: Some(q.into()), ..Default::default() };
+    assert_eq!(who(by("agent_1")).await, ["agent_1 (k_aaa)"], "{url}");
+    assert_eq!(who(by("k_bbb")).await, ["agentx1 (k_bbb)"], "{url}");
+    assert_eq!(who(text("HELLO")).await, ["agent_1 (k_aaa)"], "{url}");
+    assert_eq!(who(text("100%")).await, ["agentx1 (k_bbb)"], "{url}");
+    assert_eq!(store.count(&text("ZQ9")).await.unwrap(), 2, "{url}");
 }
 
 #[tokio::test]
@@ -106,6 +138,7 @@ async fn concurrent_writers_never_fork_the_chain_postgres() {
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&pool).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&pool).await.unwrap();
     concurrent_writers(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await;
+    filters_read_alike(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await;
     // Tampering is found there too.
     let store = AuditStore::open(&format!("postgres://postgres@127.0.0.1:5432/{db}")).await.unwrap();
     sqlx::query("UPDATE executions SET principal = 'someone-else' WHERE chain_seq = 7")

@@ -1,8 +1,9 @@
 //! Landlock on the kernels people have: with the ABI capped below this
-//! kernel's (`SLUICE_LANDLOCK_ABI_MAX`, as on Linux 6.1–6.11), sluice
-//! starts, uses every feature that ABI has, says which ones are missing
-//! and what holds instead, and the filesystem stays confined; with no
-//! Landlock at all the default policy refuses to start, naming the layer.
+//! kernel's (`SLUICE_LANDLOCK_ABI_MAX`; ABI 1 is Linux 5.13–5.18), sluice
+//! (as root: a uid per child) starts, the child applies exactly that ABI,
+//! the report says which features are missing and what holds instead, and
+//! the filesystem stays confined; with no Landlock at all the default
+//! policy refuses to start, naming the layer.
 
 mod common;
 
@@ -22,7 +23,7 @@ async fn an_older_landlock_abi_is_used_for_what_it_has() {
     common::shared();
     let audit = std::env::temp_dir().join(format!("sluice-landlock-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&audit);
-    let mut child = sluice("3")
+    let mut child = sluice("1")
         .args(["serve", "--bind", "127.0.0.1:0", "--audit-database"])
         .arg(format!("sqlite://{}", audit.display()))
         .stdout(Stdio::piped())
@@ -50,14 +51,19 @@ async fn an_older_landlock_abi_is_used_for_what_it_has() {
     let detail = ll["detail"].as_str().unwrap();
     assert_eq!(ll["active"], true, "{ll}");
     assert!(
-        detail.starts_with("ABI 3") && detail.contains("filesystem rules, refer, truncate rules"),
+        detail.starts_with("ABI 1 (the kernel has ") && detail.contains(": filesystem rules;"),
         "{detail}"
     );
-    for missing in ["no TCP bind/connect rules (ABI 4)", "no signal and abstract socket scoping (ABI 6)"] {
+    for missing in [
+        "no refer (ABI 2)",
+        "no truncate rules (ABI 3): each child runs as a uid of its own",
+        "no TCP bind/connect rules (ABI 4)",
+        "no signal and abstract socket scoping (ABI 6)",
+    ] {
         assert!(detail.contains(missing), "{detail}");
     }
     // The filesystem is still confined, and the other layers hold what
-    // ABI 3 lacks: no signal to the zygote, no socket.
+    // ABI 1 lacks: no signal to the zygote, no socket.
     let run = |code: &str| {
         let body = json!({"sql_query": "SELECT 1 AS x", "classifier_code": code});
         let req = http.post(format!("{base}/execute-classifier")).bearer_auth(&key).json(&body);
@@ -78,6 +84,13 @@ async fn an_older_landlock_abi_is_used_for_what_it_has() {
         let v = run(code).await;
         assert_eq!(v["status"], want, "{code}: {v}");
     }
+    // The child applied ABI 1 itself (not the kernel's): ABI 1 refuses every
+    // rename across directories (EXDEV), even inside the scratch dir.
+    let rename = "import os\ndef classify(df):\n    os.makedirs('a'); os.makedirs('b'); open('a/f', 'w').write('x')\n    \
+                  try:\n        os.rename('a/f', 'b/f')\n        return ['renamed']\n    except OSError as e:\n        \
+                  return [f'errno {e.errno}']\n";
+    let v = run(rename).await;
+    assert_eq!(v["predictions"], json!(["errno 18"]), "{v}");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -96,7 +96,8 @@ pub fn check(
         .map_err(|e| {
             // A statement that is no query at all (PRAGMA, ATTACH, VACUUM …)
             // is refused for what it is, not for how it parses.
-            if !matches!(keyword.as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE" | "this statement") {
+            let first = keyword.split(' ').next().unwrap_or("");
+            if NOT_QUERIES.contains(&first) {
                 return Rejection(format!(
                     "`{keyword}` is not allowed: only read-only queries run here; send {ALLOWED}"
                 ));
@@ -232,6 +233,79 @@ fn check_placeholder(p: &str, d: Dialect, loc: &str) -> Result<(), Rejection> {
 
 /// The leading keyword(s) of the query, for messages (from the tokens:
 /// printing a whole statement just to name it could recurse deeply).
+/// Statements that are no query, refused by name when they do not parse
+/// (a misspelt SELECT is a parse error, not "not allowed").
+const NOT_QUERIES: &[&str] = &[
+    "PRAGMA",
+    "ATTACH",
+    "DETACH",
+    "VACUUM",
+    "REINDEX",
+    "ANALYZE",
+    "ANALYSE",
+    "CALL",
+    "DO",
+    "COPY",
+    "LOAD",
+    "SET",
+    "SHOW",
+    "USE",
+    "LOCK",
+    "UNLOCK",
+    "GRANT",
+    "REVOKE",
+    "TRUNCATE",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "MERGE",
+    "UPSERT",
+    "REPLACE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "RENAME",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "EXPLAIN",
+    "DESCRIBE",
+    "DESC",
+    "DECLARE",
+    "FETCH",
+    "CLOSE",
+    "LISTEN",
+    "NOTIFY",
+    "UNLISTEN",
+    "HANDLER",
+    "KILL",
+    "FLUSH",
+    "RESET",
+    "DISCARD",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "CHECKPOINT",
+    "CLUSTER",
+    "COMMENT",
+    "SECURITY",
+    "REFRESH",
+    "IMPORT",
+    "INSTALL",
+    "UNINSTALL",
+    "OPTIMIZE",
+    "REPAIR",
+    "CHECK",
+    "CACHE",
+    "PURGE",
+    "SHUTDOWN",
+    "HELP",
+];
+
 fn statement_keyword(tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> String {
     let words: Vec<String> = tokens
         .iter()

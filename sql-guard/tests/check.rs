@@ -104,6 +104,7 @@ fn anything_but_one_query_is_rejected() {
         ("PRAGMA table_info(iris)", "`PRAGMA` is not allowed"),
         ("SELECT * FROM iris WHERE", "does not parse"),
         ("WITH x AS (SELECT 1) SELEC * FROM x", "does not parse"),
+        ("SELCT * FROM iris", "does not parse"),
     ] {
         let e = check_sqlite(sql, &all).unwrap_err();
         assert!(e.contains(needle), "{sql}: {e}");

@@ -26,11 +26,11 @@ fn conditions(f: &Filter) -> Result<(String, Vec<String>, Option<i64>), AuditErr
     }
     if let Some(v) = &f.principal {
         // The whole label, the key's name or its id ("name (k_…)").
-        let like = v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let like = like_literal(v);
         args.extend([v.clone(), format!("{like} (%"), format!("% ({like})")]);
         let n = args.len();
         sql += &format!(
-            " AND (principal = ${} OR principal LIKE ${} ESCAPE '\\' OR principal LIKE ${n} ESCAPE '\\')",
+            " AND (principal = ${} OR principal LIKE ${} ESCAPE '!' OR principal LIKE ${n} ESCAPE '!')",
             n - 2,
             n - 1
         );
@@ -68,13 +68,22 @@ fn conditions(f: &Filter) -> Result<(String, Vec<String>, Option<i64>), AuditErr
     }
     if let Some(v) = f.q.as_deref().filter(|v| !v.is_empty()) {
         // Text search over the SQL and the code, as typed (no wildcards).
-        let like = format!("%{}%", v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        // Case-insensitive on both stores (SQLite's LIKE is, PostgreSQL's is not).
+        let like = format!("%{}%", like_literal(&v.to_lowercase()));
         args.extend([like.clone(), like]);
         let n = args.len();
-        sql +=
-            &format!(" AND (sql_query LIKE ${} ESCAPE '\\' OR classifier_code LIKE ${n} ESCAPE '\\')", n - 1);
+        sql += &format!(
+            " AND (lower(sql_query) LIKE ${} ESCAPE '!' OR lower(classifier_code) LIKE ${n} ESCAPE '!')",
+            n - 1
+        );
     }
     Ok((sql, args, cursor_seq))
+}
+
+/// `v` as a LIKE pattern that matches itself only (`!` escapes: no
+/// backslash, whose meaning in a string literal depends on the server).
+fn like_literal(v: &str) -> String {
+    v.replace('!', "!!").replace('%', "!%").replace('_', "!_")
 }
 
 impl AuditStore {

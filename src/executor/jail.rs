@@ -17,12 +17,7 @@ use crate::policy::{Policies, Policy};
 pub const LANDLOCK_FEATURES: &[(i32, &str, &str)] = &[
     (1, "filesystem rules", "nothing else confines the filesystem"),
     (2, "refer", "ABI 1 forbids every rename or link across directories, which is stricter"),
-    (
-        3,
-        "truncate rules",
-        "children own no file when sluice runs as root; as an ordinary user a child \
-      could truncate that user's files it can read",
-    ),
+    (3, "truncate rules", "each child runs as a uid of its own that owns no file (sluice runs as root)"),
     (4, "TCP bind/connect rules", "the network namespace has no interface"),
     (
         5,
@@ -133,7 +128,14 @@ impl Jail {
                     iso.error.clone().unwrap_or_else(|| "mount namespaces are not available".into())
                 },
             },
-            Layer { name: "landlock", active: ll >= 1, detail: landlock_detail(ll, iso.landlock_kernel_abi) },
+            Layer {
+                name: "landlock",
+                // Below ABI 3 nothing stops truncate(2) or O_TRUNC on a
+                // file the child's uid may write: only a uid of its own
+                // (as root) makes that harmless.
+                active: ll >= 3 || (ll >= 1 && iso.child_uids.is_some()),
+                detail: landlock_detail(ll, iso.landlock_kernel_abi, iso.child_uids.is_some()),
+            },
             Layer {
                 name: "seccomp",
                 active: iso.seccomp && !self.profiles.is_empty(),
@@ -192,9 +194,22 @@ impl Jail {
 
 /// Which Landlock features are in use at ABI `abi`, and for each one
 /// missing, what holds instead.
-fn landlock_detail(abi: i32, kernel: i32) -> String {
+fn landlock_detail(abi: i32, kernel: i32, own_uids: bool) -> String {
     if abi < 1 {
-        return format!("the kernel has no Landlock (ABI {kernel}); nothing confines the filesystem");
+        return if kernel > 0 {
+            format!(
+                "Landlock is off (SLUICE_LANDLOCK_ABI_MAX; the kernel has ABI {kernel}): nothing confines the filesystem"
+            )
+        } else {
+            "the kernel has no Landlock (Linux 5.13+): nothing confines the filesystem".into()
+        };
+    }
+    if abi < 3 && !own_uids {
+        return format!(
+            "ABI {abi} has no truncate rules, and children share the server's uid: a child could truncate \
+             any file that uid may write (the audit log, the environment); run sluice as root (a uid per \
+             child) or on Linux 6.2+ (ABI 3)"
+        );
     }
     let (have, missing): (Vec<_>, Vec<_>) = LANDLOCK_FEATURES.iter().partition(|(n, _, _)| *n <= abi);
     let mut d = format!(
@@ -254,8 +269,15 @@ mod tests {
         let j = jail();
         // cgroup missing: the default policy accepts that.
         assert!(j.check(&policies, &ready(7, true)).is_ok());
-        // An older kernel's Landlock is used for what it has, not refused.
-        assert!(j.check(&policies, &ready(1, true)).is_ok());
+        // An older kernel's Landlock is used for what it has, not refused…
+        assert!(j.check(&policies, &ready(3, true)).is_ok());
+        // … unless truncation is unguarded: below ABI 3 with children on
+        // the server's own uid.
+        let e = j.check(&policies, &ready(2, true)).unwrap_err().to_string();
+        assert!(e.contains("`landlock`") && e.contains("truncate"), "{e}");
+        let mut own = ready(1, true);
+        own.isolation.child_uids = Some([2, 3]);
+        assert!(j.check(&policies, &own).is_ok());
         let ll = j.layers(&ready(3, true)).into_iter().find(|l| l.name == "landlock").unwrap();
         assert!(ll.active && ll.detail.contains("no TCP bind/connect rules (ABI 4)"), "{}", ll.detail);
         let e = j.check(&policies, &ready(0, true)).unwrap_err().to_string();

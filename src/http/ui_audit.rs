@@ -21,8 +21,8 @@ use crate::status::Status;
 
 /// Records per page of the list.
 const PAGE: u32 = 50;
-/// Records in one export at most.
-const EXPORT_MAX: usize = 100_000;
+/// Bytes of records in one export at most.
+const EXPORT_MAX_BYTES: usize = 256 << 20;
 
 /// The list's query: the audit filters, plus the cursors of the newer
 /// pages (`back`, comma-separated, `-` for the first page).
@@ -214,30 +214,27 @@ pub async fn list(
     Ok(page("Executions", &body).into_response())
 }
 
-/// Every record the filters select (newest first), as JSON lines.
+/// Every record the filters select (newest first), as JSON lines, streamed
+/// a page at a time; past `EXPORT_MAX_BYTES` a last line says it stopped.
 pub async fn export(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Query(lq): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let g = grant::<act::ListRecords>(&caller)?;
-    let mut f = lq.filter(500);
-    f.cursor = None;
-    let mut out = Vec::new();
-    let mut n = 0;
-    loop {
-        let page = app.records(&g, f.clone()).await?;
-        for r in &page.records {
-            serde_json::to_writer(&mut out, r).map_err(|e| ApiError::Internal { message: e.to_string() })?;
-            out.push(b'\n');
-            n += 1;
+    let grant = grant::<act::ListRecords>(&caller)?;
+    let permit = EXPORTS.try_acquire().map_err(|_| ApiError::QueueFull {
+        message: format!("{EXPORTS_AT_ONCE} exports are running already; retry when one has finished"),
+    })?;
+    let mut filter = lq.filter(500);
+    filter.cursor = None;
+    let state = Export { app, grant, filter, bytes: 0, done: false, _permit: permit };
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
         }
-        match page.next_cursor {
-            Some(c) if n < EXPORT_MAX => f.cursor = Some(c),
-            _ => break,
-        }
-    }
-    let mut resp = (StatusCode::OK, out).into_response();
+        Some((Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(st.next_chunk().await)), st))
+    });
+    let mut resp = (StatusCode::OK, axum::body::Body::from_stream(body)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     h.insert(
@@ -245,6 +242,55 @@ pub async fn export(
         HeaderValue::from_static("attachment; filename=\"sluice-audit.jsonl\""),
     );
     Ok(resp)
+}
+
+/// Exports running at once at most (each reads the whole log once).
+const EXPORTS_AT_ONCE: usize = 2;
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXPORTS_AT_ONCE);
+
+/// One export in progress.
+struct Export {
+    app: Arc<App>,
+    grant: crate::app::Grant<act::ListRecords>,
+    filter: Filter,
+    bytes: usize,
+    done: bool,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Export {
+    /// The next page's lines (at most the store's page of 4 MiB).
+    async fn next_chunk(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let page = match self.app.records(&self.grant, self.filter.clone()).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.done = true;
+                let line = serde_json::json!({"error": e.to_string(), "truncated": true});
+                return format!("{line}\n").into_bytes();
+            }
+        };
+        for r in &page.records {
+            if self.bytes >= EXPORT_MAX_BYTES {
+                self.done = true;
+                let line = serde_json::json!({"truncated": true, "message": format!(
+                    "the export stopped after {} MiB; narrow it (since/until) and export the rest",
+                    EXPORT_MAX_BYTES >> 20
+                )});
+                out.extend(format!("{line}\n").into_bytes());
+                return out;
+            }
+            let line = serde_json::to_vec(r).unwrap_or_default();
+            self.bytes += line.len() + 1;
+            out.extend(line);
+            out.push(b'\n');
+        }
+        match page.next_cursor {
+            Some(c) => self.filter.cursor = Some(c),
+            None => self.done = true,
+        }
+        out
+    }
 }
 
 pub async fn detail(
