@@ -161,27 +161,9 @@ fn a_killed_server_leaves_a_running_row_that_becomes_interrupted() {
     let db = temp_db("crash");
     let sluice = env!("CARGO_BIN_EXE_sluice");
     let serve = || {
-        let mut child = Command::new(sluice)
-            .args(["--data-dir"])
-            .arg(common::data_dir())
-            .args(["serve", "--bind", "127.0.0.1:0", "--audit-database", &db])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (mut key, mut base) = (None, None);
-        let mut line = String::new();
-        while base.is_none() {
-            line.clear();
-            assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
-            let l = line.trim();
-            if l.starts_with("sluice_") {
-                key = Some(l.to_string());
-            }
-            base = l.strip_prefix("sluice listening on ").map(String::from);
-        }
-        (child, key, base.unwrap())
+        let mut cmd = common::process::serve_command(&db);
+        cmd.stderr(Stdio::null());
+        common::process::spawn_serve(cmd)
     };
     let (mut first, key, base) = serve();
     let key = key.expect("a fresh store prints the bootstrap admin key");

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::process::{children_of, is_running};
 use common::{Options, assert_status, client, execute, shared, start};
 use serde_json::{Value, json};
 
@@ -198,27 +199,6 @@ async fn zygote_death_is_an_internal_error_then_it_restarts() {
         }
         assert!(!is_running(child), "child {child} outlived its zygote");
     }
-}
-
-/// Is `pid` a live (not zombie) process?
-fn is_running(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
-    matches!(state, Some(s) if s != "Z" && s != "X")
-}
-
-/// Pids whose parent is `pid`.
-fn children_of(pid: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            // Fields after the command name (which may contain spaces).
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            rest.split_whitespace().nth(1).and_then(|pp| pp.parse::<i32>().ok()) == Some(pid)
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -11,38 +11,20 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-fn sluice(cap: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    c.arg("--data-dir").arg(common::data_dir()).env("SLUICE_LANDLOCK_ABI_MAX", cap);
-    c.env_remove("SLUICE_DATABASE_URL").env_remove("SLUICE_POLICIES");
+/// `sluice serve` on an audit store of its own, the Landlock ABI capped.
+fn serve(cap: &str, tag: &str) -> Command {
+    let mut c = common::process::serve_command(&common::process::temp_audit(tag));
+    c.env("SLUICE_LANDLOCK_ABI_MAX", cap).env_remove("SLUICE_DATABASE_URL").env_remove("SLUICE_POLICIES");
     c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_landlock_abi_is_used_for_what_it_has() {
     common::shared();
-    let audit = std::env::temp_dir().join(format!("sluice-landlock-{}.sqlite", std::process::id()));
-    let _ = std::fs::remove_file(&audit);
-    let mut child = sluice("1")
-        .args(["serve", "--bind", "127.0.0.1:0", "--audit-database"])
-        .arg(format!("sqlite://{}", audit.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut key, mut base) = (None, None);
-    let mut line = String::new();
-    while base.is_none() {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
-        let l = line.trim();
-        if l.starts_with("sluice_") {
-            key = Some(l.to_string());
-        }
-        base = l.strip_prefix("sluice listening on ").map(String::from);
-    }
-    let (key, base) = (key.unwrap(), base.unwrap());
+    let mut cmd = serve("1", "landlock");
+    cmd.stderr(Stdio::null());
+    let (mut child, key, base) = common::process::spawn_serve(cmd);
+    let key = key.unwrap();
     let http = reqwest::Client::new();
     let ready: Value =
         http.get(format!("{base}/readyz")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
@@ -98,13 +80,7 @@ async fn an_older_landlock_abi_is_used_for_what_it_has() {
 #[test]
 fn without_landlock_the_default_policy_refuses_to_start() {
     common::shared();
-    let audit = std::env::temp_dir().join(format!("sluice-nolandlock-{}.sqlite", std::process::id()));
-    let out = sluice("0")
-        .args(["serve", "--bind", "127.0.0.1:0", "--audit-database"])
-        .arg(format!("sqlite://{}", audit.display()))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = serve("0", "nolandlock").stdin(Stdio::null()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started without landlock: {text}");
     assert!(text.contains("landlock") && text.contains("allow_degraded"), "{text}");

@@ -4,18 +4,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    common::process::footprint(pid).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,31 +22,10 @@ async fn memory_returns_after_large_results() {
         "description = \"A million rows\"\n[limits]\nmax_rows = 1100000\nmemory_mb = 2048\n",
     )
     .unwrap();
-    let audit = std::env::temp_dir().join(format!("sluice-memory-{}.sqlite", std::process::id()));
-    let _ = std::fs::remove_file(&audit);
-    let audit = format!("sqlite://{}", audit.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data-dir")
-        .arg(common::data_dir())
-        .args(["serve", "--bind", "127.0.0.1:0", "--audit-database", &audit, "--policies"])
-        .arg(&policies)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut key, mut base) = (None, None);
-    let mut line = String::new();
-    while base.is_none() {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
-        let l = line.trim();
-        if l.starts_with("sluice_") {
-            key = Some(l.to_string());
-        }
-        base = l.strip_prefix("sluice listening on ").map(String::from);
-    }
-    let (key, base) = (key.unwrap(), base.unwrap());
+    let mut cmd = common::process::serve_command(&common::process::temp_audit("memory"));
+    cmd.arg("--policies").arg(&policies).stderr(Stdio::null());
+    let (mut child, key, base) = common::process::spawn_serve(cmd);
+    let key = key.unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
     let post = |body: Value| {
         let req = http.post(format!("{base}/execute-classifier")).bearer_auth(&key).json(&body);

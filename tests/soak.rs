@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::process::{children_of, footprint};
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 4;
@@ -91,60 +92,16 @@ fn mix() -> Vec<(u32, &'static str, Value)> {
     ]
 }
 
-/// RSS (kB) and open fds of `pid`.
-fn footprint(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    (rss, std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count())
-}
-
-fn children_of(pid: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            rest.split_whitespace().nth(1).and_then(|pp| pp.parse::<i32>().ok()) == Some(pid)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a soak of 10 000 requests: run it by hand and quote its figures"]
 async fn soak() {
     let total: usize = std::env::var("SOAK_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     common::shared();
-    let audit = std::env::temp_dir().join(format!("sluice-soak-{}.sqlite", std::process::id()));
-    let _ = std::fs::remove_file(&audit);
-    let audit = format!("sqlite://{}", audit.display());
-    let policies = common::policies_dir();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data-dir")
-        .arg(common::data_dir())
-        .args(["serve", "--bind", "127.0.0.1:0", "--queue", "64", "--audit-database", &audit, "--policies"])
-        .arg(&policies)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut key, mut base) = (None, None);
-    let mut line = String::new();
-    while base.is_none() {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
-        let l = line.trim();
-        if l.starts_with("sluice_") {
-            key = Some(l.to_string());
-        }
-        base = l.strip_prefix("sluice listening on ").map(String::from);
-    }
-    let (key, base) = (key.unwrap(), base.unwrap());
+    let audit = common::process::temp_audit("soak");
+    let mut cmd = common::process::serve_command(&audit);
+    cmd.args(["--queue", "64", "--policies"]).arg(common::policies_dir()).stderr(Stdio::null());
+    let (mut child, key, base) = common::process::spawn_serve(cmd);
+    let key = key.unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
     let zygote = |http: reqwest::Client| {
         let (base, key) = (base.clone(), key.clone());

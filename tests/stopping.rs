@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,32 +26,12 @@ struct Served {
 /// environment, built once), with the bootstrap admin key it prints.
 fn serve(tag: &str, extra: &[&str]) -> Served {
     common::shared();
-    let audit = std::env::temp_dir().join(format!("sluice-stop-{tag}-{}.sqlite", std::process::id()));
-    let _ = std::fs::remove_file(&audit);
-    let audit = format!("sqlite://{}", audit.display());
+    let audit = common::process::temp_audit(&format!("stop-{tag}"));
     let log = std::env::temp_dir().join(format!("sluice-stop-{tag}-{}.log", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data-dir")
-        .arg(common::data_dir())
-        .args(["serve", "--bind", "127.0.0.1:0", "--audit-database", &audit])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut key, mut base) = (None, None);
-    let mut line = String::new();
-    while base.is_none() {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "serve exited");
-        let l = line.trim();
-        if l.starts_with("sluice_") {
-            key = Some(l.to_string());
-        }
-        base = l.strip_prefix("sluice listening on ").map(String::from);
-    }
-    Served { child, base: base.unwrap(), key: key.unwrap(), audit, data_dir: common::data_dir(), log }
+    let mut cmd = common::process::serve_command(&audit);
+    cmd.args(extra).stderr(std::fs::File::create(&log).unwrap());
+    let (child, key, base) = common::process::spawn_serve(cmd);
+    Served { child, base, key: key.unwrap(), audit, data_dir: common::data_dir(), log }
 }
 
 impl Served {
@@ -171,10 +151,7 @@ async fn past_the_grace_executions_are_killed_and_recorded_interrupted() {
     assert!(list.contains("interrupted") && !list.contains("running"), "{list}");
     // Nothing is left: the zygote and its child are gone, and so is every
     // scratch dir of this server.
-    let alive = |pid: i32| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()).is_some_and(|st| st != "Z")
-    };
+    let alive = common::process::is_running;
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(zygote) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

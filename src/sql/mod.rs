@@ -34,8 +34,8 @@ pub use source::DataSource;
 pub use url::redact;
 
 pub(crate) use shared::{
-    ByteCount, CANCEL_TIMEOUT, CatalogCache, bind_params, cancels, check_param_count, collect_rows,
-    schema_columns, typed_columns, unreadable,
+    ByteCount, CANCEL_TIMEOUT, CatalogCache, bind_params, cancel_then_close, cancels, check_param_count,
+    collect_rows, schema_columns, typed_columns, unreadable,
 };
 
 use crate::policy::TableAllow;

@@ -18,9 +18,9 @@ use futures_util::future::BoxFuture;
 
 use super::mysql_types::{cell, kind_of, text_twin};
 use super::{
-    Access, CANCEL_TIMEOUT, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows,
-    SchemaColumn, SqlError, bind_params, cancels, check_param_count, collect_rows, redact, schema_columns,
-    typed_columns, unreadable,
+    Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
+    bind_params, cancel_then_close, check_param_count, collect_rows, redact, schema_columns, typed_columns,
+    unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -303,26 +303,17 @@ struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else { return };
-        conn.close_on_drop();
-        let (false, Some(id), Ok(rt)) = (self.done, self.id, tokio::runtime::Handle::try_current()) else {
+        let (false, Some(id)) = (self.done, self.id) else {
+            conn.close_on_drop();
             return;
         };
-        // A session of its own: a pool that every request holds cannot
-        // starve the kill.
-        let options = self.pool.connect_options();
-        rt.spawn(cancels().track_future(async move {
-            let kill = async {
-                let mut other = sqlx::ConnectOptions::connect(&*options).await?;
+        let what = format!("the abandoned statement of connection {id}");
+        cancel_then_close(conn, self.pool.connect_options(), what, move |mut other| {
+            Box::pin(async move {
                 other.execute(AssertSqlSafe(format!("KILL QUERY {id}"))).await?;
-                sqlx::Connection::close(other).await
-            };
-            match tokio::time::timeout(CANCEL_TIMEOUT, kill).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(id, "killing an abandoned statement failed: {e}"),
-                Err(_) => tracing::warn!(id, "killing an abandoned statement timed out"),
-            }
-            drop(conn);
-        }));
+                Ok(other)
+            })
+        });
     }
 }
 

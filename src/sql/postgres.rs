@@ -19,9 +19,9 @@ use futures_util::future::BoxFuture;
 
 use super::postgres_types::{cell, kind_of};
 use super::{
-    Access, CANCEL_TIMEOUT, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows,
-    SchemaColumn, SqlError, bind_params, cancels, check_param_count, collect_rows, redact, schema_columns,
-    typed_columns, unreadable,
+    Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
+    bind_params, cancel_then_close, check_param_count, collect_rows, redact, schema_columns, typed_columns,
+    unreadable,
 };
 use crate::policy::TableAllow;
 
@@ -74,14 +74,13 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else { return };
-        conn.close_on_drop();
-        let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) else { return };
-        // A session of its own: a pool that every request holds cannot
-        // starve the cancel.
-        let options = self.pool.connect_options();
-        rt.spawn(cancels().track_future(async move {
-            let cancel = async {
-                let mut other = sqlx::ConnectOptions::connect(&*options).await?;
+        let Some(pid) = self.pid else {
+            conn.close_on_drop();
+            return;
+        };
+        let what = format!("the abandoned statement of backend {pid}");
+        cancel_then_close(conn, self.pool.connect_options(), what, move |mut other| {
+            Box::pin(async move {
                 // Twice: a cancel that lands between two steps of the
                 // statement's start is lost; the leased session is still
                 // ours, so a second one cannot reach anyone else's query.
@@ -89,15 +88,9 @@ impl Drop for Lease {
                     sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&mut other).await?;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                sqlx::Connection::close(other).await
-            };
-            match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(pid, "cancelling an abandoned statement failed: {e}"),
-                Err(_) => tracing::warn!(pid, "cancelling an abandoned statement timed out"),
-            }
-            drop(conn);
-        }));
+                Ok(other)
+            })
+        });
     }
 }
 

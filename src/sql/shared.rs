@@ -2,6 +2,8 @@
 //! typing columns, checking a role's grants, caching the catalogue.
 
 use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use std::time::Duration;
 
 use super::{Catalog, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, encode};
@@ -43,6 +45,33 @@ pub(crate) fn cancels() -> &'static tokio_util::task::TaskTracker {
 
 /// How long a cancel may take: its own connection, then one statement.
 pub(crate) const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stop the statement a session abandoned, then close that session: `stop`
+/// runs on a session of its own (a pool that every request holds cannot
+/// starve it), within `CANCEL_TIMEOUT`, tracked by `cancels()`; `held` is
+/// closed only afterwards, so its backend's id cannot have been reused by
+/// then. `what` names the statement in the log.
+pub(crate) fn cancel_then_close<DB: sqlx::Database>(
+    mut held: sqlx::pool::PoolConnection<DB>,
+    options: Arc<<DB::Connection as sqlx::Connection>::Options>,
+    what: String,
+    stop: impl FnOnce(DB::Connection) -> BoxFuture<'static, Result<DB::Connection, sqlx::Error>> + Send + 'static,
+) {
+    held.close_on_drop();
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    rt.spawn(cancels().track_future(async move {
+        let work = async {
+            let other = sqlx::ConnectOptions::connect(&*options).await?;
+            sqlx::Connection::close(stop(other).await?).await
+        };
+        match tokio::time::timeout(CANCEL_TIMEOUT, work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("stopping {what} failed: {e}"),
+            Err(_) => tracing::warn!("stopping {what} timed out"),
+        }
+        drop(held);
+    }));
+}
 
 /// The engine's own count of a prepared statement's placeholders against
 /// the values given: a missing value is never bound as NULL.

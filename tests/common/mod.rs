@@ -4,6 +4,8 @@
 //! binary; each binary starts its own server(s).
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
