@@ -28,7 +28,9 @@ pub fn ensure(data: &DataDir, env: &Environment) -> Result<PathBuf, DemoError> {
         path: data.root().into(),
         source,
     })?;
-    let tmp = data.root().join(format!(".demo.{}.sqlite", std::process::id()));
+    // Unique per caller: two servers of one process may create it at once.
+    let tmp =
+        data.root().join(format!(".demo.{}.{}.sqlite", std::process::id(), uuid::Uuid::new_v4().simple()));
     let _ = std::fs::remove_file(&tmp);
     let out = Command::new(&env.python)
         .args(["-I", "-B", "-c", SCRIPT])

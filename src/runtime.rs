@@ -20,6 +20,7 @@ const PYTHON: &[(&str, &[u8])] = &[
     ("zygote.py", include_bytes!("../sandbox/python/zygote.py")),
     ("enter.py", include_bytes!("../sandbox/python/enter.py")),
     ("runner.py", include_bytes!("../sandbox/python/runner.py")),
+    ("labels.py", include_bytes!("../sandbox/python/labels.py")),
 ];
 const CDYLIB_NAME: &str = "libsluice_sandbox.so";
 const CDYLIB: &[u8] = include_bytes!(env!("SLUICE_SANDBOX_CDYLIB"));

@@ -56,16 +56,16 @@ STEPS = [
 
 class Context:
     """What the steps share: the zygote (its native binding, mount
-    namespace and seccomp programs), the request header, the request's two
-    pipes (renumbered by "keep only its pipes") and the timings the result
+    namespace and seccomp programs), the request header, the request's
+    fds (renumbered by "keep only its pipes") and the timings the result
     frame reports."""
 
-    def __init__(self, zygote, req, in_fd, out_fd):
+    def __init__(self, zygote, req, fds):
         self.zygote = zygote
         self.native = zygote.native
         self.req = req
-        self.in_fd = in_fd
-        self.out_fd = out_fd
+        # The code pipe, the result pipe and the rows' sealed memfd.
+        self.in_fd, self.out_fd, self.rows_fd = fds
         self.timings = {}
 
 
@@ -92,8 +92,8 @@ def die_with_parent(ctx):
 
 
 def keep_only_its_pipes(ctx):
-    # File descriptors: only our two pipes and /dev/null on 0-2.
-    ctx.in_fd, ctx.out_fd = keep_only_fds(ctx.in_fd, ctx.out_fd)
+    # File descriptors: only our two pipes, the rows and /dev/null on 0-2.
+    ctx.in_fd, ctx.out_fd, ctx.rows_fd = keep_only_fds(ctx.in_fd, ctx.out_fd, ctx.rows_fd)
 
 
 def enter_namespace_and_uid(ctx):
@@ -217,23 +217,22 @@ def zygote_pid():
     return os.getppid()
 
 
-def keep_only_fds(in_fd, out_fd):
-    # Move our pipes above the standard range, put /dev/null on 0-2, close
+def keep_only_fds(*fds):
+    # Move ours above the standard range, put /dev/null on 0-2, close
     # everything else (the control socket, the wakeup pipe, library fds).
-    in_new = os.dup(in_fd) if in_fd < 3 else in_fd
-    out_new = os.dup(out_fd) if out_fd < 3 else out_fd
+    moved = [os.dup(fd) if fd < 3 else fd for fd in fds]
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         if fd != devnull:
             os.dup2(devnull, fd)
-    keep = sorted({0, 1, 2, in_new, out_new})
+    keep = sorted({0, 1, 2, *moved})
     lo = 3
     for fd in keep:
         if fd >= lo:
             os.closerange(lo, fd)
             lo = fd + 1
     os.closerange(lo, 65536)
-    return in_new, out_new
+    return moved
 
 
 def proc_status_kb(field):

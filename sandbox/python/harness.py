@@ -9,10 +9,11 @@ environment and `-I -B`. The process:
 2. imports the scientific stack once (the expensive part),
 3. checks it is still single-threaded (forking a threaded process is unsafe),
 4. serves requests on the control socket (fd 0, a Unix SOCK_DGRAM): each
-   request carries two pipe fds; the zygote forks a child that enters the
-   sandbox (its own scratch tmpfs and uid first), reads code and rows from
-   the first pipe, runs `classify(df)` and writes one JSON result to the
-   second pipe. The zygote reaps the child, enforces the wall-clock limit,
+   request carries three fds: the code pipe, the result pipe and the rows
+   (an Arrow IPC stream in a sealed memfd); the zygote forks a child that
+   enters the sandbox (its own scratch tmpfs and uid first), reads the code
+   from the first pipe, maps the rows, runs `classify(df)` and writes one
+   JSON result to the second pipe. The zygote reaps the child, enforces the wall-clock limit,
    kills it when the server says its request ended, and reports the ending
    (signal, exit code, CPU, peak memory) to the server.
 
@@ -24,8 +25,9 @@ writes them together):
   native.py   the ctypes binding to libsluice_sandbox.so
   zygote.py   the fork server: warm-up, control socket, deadlines, reaping
   enter.py    the child's way into the sandbox, as one ordered list of steps
-  runner.py   the child inside the sandbox: payload, DataFrame, user code,
-              labels, the result frame
+  runner.py   the child inside the sandbox: code, rows, DataFrame, user
+              code, the result frame
+  labels.py   checking and encoding the labels the code returned
 """
 
 import gc
@@ -34,7 +36,7 @@ import os
 import socket
 import sys
 
-PROTOCOL_VERSION = 2  # of the control socket (crate::executor::protocol::VERSION)
+PROTOCOL_VERSION = 3  # of the control socket (crate::executor::protocol::VERSION)
 ABI_VERSION = 3  # of libsluice_sandbox.so (sandbox/src/lib.rs)
 
 # `-I` leaves this file's directory off sys.path. Import every harness module

@@ -1,18 +1,21 @@
 """The child inside the sandbox: `child_main` runs `enter.enter` (the
-sandbox, step by step), then reads the payload, builds the DataFrame, runs
-the user's code, checks the labels and writes one JSON result frame. No
-harness module is imported lazily: the landlocked child cannot read them.
+sandbox, step by step), then reads the code, maps the rows (an Arrow IPC
+stream in a sealed memfd: pyarrow reads the server's pages in place),
+builds the DataFrame, runs the user's code, checks the labels and writes
+one JSON result frame. No harness module is imported lazily: the
+landlocked child cannot read them.
 """
 
 import errno
 import json
+import mmap
 import os
 import resource
-import struct
 import sys
 import time
 
 import enter
+from labels import Verdict, encode_labels, validate_output  # noqa: F401 - zygote.py uses them through runner
 
 # Errors are read by people and LLMs: keep them short.
 MAX_MESSAGE_CHARS = 1000
@@ -66,20 +69,10 @@ class Capture:
         return b"".join(self.parts).decode("utf-8", "replace")
 
 
-class Verdict(Exception):
-    """Ends the child with a non-success status."""
-
-    def __init__(self, status, message, **detail):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.detail = detail
-
-
-def child_main(zygote, req, in_fd, out_fd):
+def child_main(zygote, req, fds):
     """Runs in the forked child. Never returns: the process ends in _exit."""
     code = 0
-    ctx = enter.Context(zygote, req, in_fd, out_fd)
+    ctx = enter.Context(zygote, req, fds)
     try:
         result = run_child(ctx)
     except MemoryError:
@@ -108,12 +101,25 @@ def child_main(zygote, req, in_fd, out_fd):
 
 def write_result(out_fd, result, req):
     # Labels were checked; elsewhere (a traceback, a message) a lone
-    # surrogate becomes "?" rather than an unreadable frame.
+    # surrogate becomes "?" rather than an unreadable frame. Predictions
+    # and scores come already encoded (`encode_labels`), spliced in front.
+    labels = result.pop("_labels_json", None)
     data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8", "replace")
+    if labels is not None:
+        data = b'{"predictions":' + labels[0] + b',"scores":' + labels[1] + b"," + data[1:]
     view = memoryview(data)
     while view:
         n = os.write(out_fd, view)
         view = view[n:]
+
+
+def map_rows(fd):
+    """The rows' Arrow IPC stream, mapped read-only from the sealed memfd
+    the server wrote (no copy)."""
+    try:
+        return mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
 
 
 def run_child(ctx):
@@ -125,12 +131,10 @@ def run_child(ctx):
     enter.enter(ctx)
     in_fd = ctx.in_fd
 
-    # Read the request.
-    payload = read_all(in_fd)
+    # Read the request: the code from its pipe, the rows mapped.
+    source = read_all(in_fd).decode("utf-8")
     os.close(in_fd)
-    (code_len,) = struct.unpack_from("<I", payload, 0)
-    source = bytes(payload[4 : 4 + code_len]).decode("utf-8")
-    arrow = memoryview(payload)[4 + code_len :]
+    arrow = map_rows(ctx.rows_fd)
     timings["read_ms"] = (time.monotonic() - t0) * 1000.0
 
     stdout = Capture(int(req["max_stdout_bytes"]))
@@ -145,8 +149,8 @@ def run_child(ctx):
         output = run_user_code(source, req.get("entrypoint") or "classify", df, stdout, stderr)
         timings["user_ms"] = (time.monotonic() - t2) * 1000.0
         labels, scores = validate_output(output, len(df))
-        result["predictions"] = labels
-        result["scores"] = scores
+        encoded = encode_labels(labels, scores)
+        result["_labels_json"] = encoded
     except Verdict as v:
         result = {"status": v.status, "error": {"message": v.message, **v.detail}}
     result["stdout"] = stdout.getvalue()
@@ -158,7 +162,8 @@ def run_child(ctx):
     result["usage"] = {"cpu_ms": int((ru.ru_utime + ru.ru_stime) * 1000), "maxrss_kb": ru.ru_maxrss}
 
     if result["status"] == SUCCESS:
-        size = len(json.dumps({"p": result["predictions"], "s": result["scores"]}, allow_nan=False))
+        # As json.dumps({"p": labels, "s": scores}) counts it.
+        size = len(encoded[0]) + len(encoded[1]) + 14
         limit = int(req["max_output_bytes"])
         if size > limit:
             result = {
@@ -325,126 +330,10 @@ def user_exception(e, where):
     return Verdict("runtime_error", msg, type=type(e).__name__, line=line, traceback=tb)
 
 
-LABEL_TYPES = (str, int, float, bool, type(None))
 _COLUMNS = []  # the current request's column names, for error hints
-
-
-def validate_output(output, n_rows):
-    import numpy as np
-    import pandas as pd
-
-    scores = None
-    if isinstance(output, dict):
-        extra = set(output) - {"labels", "scores"}
-        if "labels" not in output or extra:
-            raise Verdict(
-                "invalid_output",
-                "a dict result must be {'labels': [...], 'scores': [...]}"
-                + (f"; unexpected keys: {sorted(map(str, extra))}" if extra else "; 'labels' is missing"),
-                reason="bad_dict",
-            )
-        labels = to_label_list(output["labels"], n_rows, "labels", np, pd)
-        if output.get("scores") is not None:
-            raw = to_label_list(output["scores"], n_rows, "scores", np, pd)
-            scores = []
-            for i, s in enumerate(raw):
-                if isinstance(s, bool) or not isinstance(s, (int, float)) and s is not None:
-                    raise Verdict(
-                        "invalid_output",
-                        f"scores[{i}] is {type(s).__name__} {s!r}; scores must be numbers",
-                        reason="bad_score_type",
-                        index=i,
-                    )
-                scores.append(None if s is None else float(s))
-        return labels, scores
-    labels = to_label_list(output, n_rows, "the result", np, pd)
-    return labels, scores
-
-
-def to_label_list(value, n_rows, what, np, pd):
-    if isinstance(value, pd.DataFrame):
-        raise Verdict(
-            "invalid_output",
-            f"{what} is a DataFrame with {value.shape[1]} columns; return one label per row "
-            "(a list, numpy array or Series), e.g. df['col'] or a list",
-            reason="dataframe",
-        )
-    if isinstance(value, pd.Series):
-        items = value.tolist()
-    elif isinstance(value, np.ndarray):
-        if value.ndim != 1:
-            raise Verdict(
-                "invalid_output",
-                f"{what} is a {value.ndim}-dimensional array of shape {value.shape}; return a 1-dimensional array with one label per row",
-                reason="bad_shape",
-            )
-        items = value.tolist()
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    elif value is None:
-        raise Verdict(
-            "invalid_output",
-            f"{what} is None: did the function forget to `return` the labels?",
-            reason="none",
-        )
-    else:
-        raise Verdict(
-            "invalid_output",
-            f"{what} is a {type(value).__name__}; return a list, tuple, numpy array or pandas Series "
-            "with one label per row, or {'labels': [...], 'scores': [...]}",
-            reason="bad_type",
-        )
-    if len(items) != n_rows:
-        raise Verdict(
-            "invalid_output",
-            f"{what} has {len(items)} items but the query returned {n_rows} rows; return exactly one label per row",
-            reason="wrong_length",
-            expected=n_rows,
-            got=len(items),
-        )
-    out = []
-    for i, x in enumerate(items):
-        if isinstance(x, np.generic):
-            x = x.item()
-        if x is pd.NA or x is pd.NaT:
-            x = None
-        if isinstance(x, float) and x != x:
-            x = None  # NaN is "no label"
-        if not isinstance(x, LABEL_TYPES):
-            raise Verdict(
-                "invalid_output",
-                f"{what}[{i}] is a {type(x).__name__} ({_short_repr(x)}); labels must be str, int, float, bool or None",
-                reason="bad_label_type",
-                index=i,
-            )
-        if isinstance(x, float) and x in (float("inf"), float("-inf")):
-            raise Verdict(
-                "invalid_output",
-                f"{what}[{i}] is {x}; infinite numbers cannot be returned",
-                reason="infinite",
-                index=i,
-            )
-        if isinstance(x, str):
-            try:
-                x.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise Verdict(
-                    "invalid_output",
-                    f"{what}[{i}] is not valid Unicode text: {e.reason} at character {e.start} "
-                    f"({_short_repr(x[e.start : e.end])}); labels must be text that UTF-8 can encode",
-                    reason="not_unicode",
-                    index=i,
-                ) from None
-        out.append(x)
-    return out
 
 
 def _clip(s, limit):
     if len(s) <= limit:
         return s
     return s[: limit - 40] + f" … [{len(s) - limit + 40} more characters]"
-
-
-def _short_repr(x):
-    r = repr(x)
-    return r if len(r) <= 60 else r[:57] + "..."

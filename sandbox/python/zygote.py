@@ -4,7 +4,7 @@ per request.
 Start-up (called by harness.py `main`): `warm_up` imports the scientific
 stack and runs the request path once, so every child starts from that image.
 Then `Zygote.serve` answers the control socket (fd 0, a Unix SOCK_DGRAM):
-each `run` request carries two pipe fds and a JSON header; the zygote forks a
+each `run` request carries three fds (code pipe, result pipe, the rows' sealed memfd) and a JSON header; the zygote forks a
 child (`runner.child_main`: enter the sandbox, run, answer, `_exit`), reaps
 it, enforces the wall-clock limit, kills it when the server says its request
 ended (`kill`), and reports the ending (signal, exit code, CPU, peak memory)
@@ -124,11 +124,18 @@ def warm_request_path():
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
-    df = runner.to_dataframe(memoryview(sink.getvalue().to_pybytes()))
+    # The rows arrive as a sealed memfd, mapped.
+    fd = os.memfd_create("sluice-warm-up", os.MFD_CLOEXEC)
+    os.write(fd, sink.getvalue().to_pybytes())
+    df = runner.to_dataframe(runner.map_rows(fd))
     out = runner.Capture(1024)
-    code = "def classify(df):\n    return [str(v) for v in df['s']]\n"
-    labels, scores = runner.validate_output(runner.run_user_code(code, "classify", df, out, out), len(df))
-    json.dumps({"p": labels, "s": scores})
+    for code in (
+        "def classify(df):\n    return [str(v) for v in df['s']]\n",
+        "def classify(df):\n    return df['f']\n",
+        "def classify(df):\n    return {'labels': df['j'], 'scores': [0.5, 1, None]}\n",
+    ):
+        labels, scores = runner.validate_output(runner.run_user_code(code, "classify", df, out, out), len(df))
+        runner.encode_labels(labels, scores)
     try:
         runner.run_user_code("def classify(df):\n    return df['nope']\n", "classify", df, out, out)
     except runner.Verdict:
@@ -230,31 +237,30 @@ class Zygote:
                 os.close(fd)
             self.kill(req.get("id"))
             return True
-        if req.get("op") != "run" or len(fds) != 2:
+        if req.get("op") != "run" or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
             self.send({"event": "error", "id": req.get("id"), "message": "bad request"})
             return True
-        in_fd, out_fd = fds
         if req.get("seccomp"):
             try:
                 self.seccomp_program(req["seccomp"])
             except OSError as e:
-                os.close(in_fd)
-                os.close(out_fd)
+                for fd in fds:
+                    os.close(fd)
                 self.send({"event": "error", "id": req["id"], "message": f"seccomp profile: {e}"})
                 return True
         try:
             pid = os.fork()
         except OSError as e:
-            os.close(in_fd)
-            os.close(out_fd)
+            for fd in fds:
+                os.close(fd)
             self.send({"event": "error", "id": req["id"], "message": f"fork failed: {e}"})
             return True
         if pid == 0:
-            runner.child_main(self, req, in_fd, out_fd)  # never returns
-        os.close(in_fd)
-        os.close(out_fd)
+            runner.child_main(self, req, fds)  # never returns
+        for fd in fds:
+            os.close(fd)
         now = time.monotonic()
         self.children[pid] = {
             "id": req["id"],

@@ -223,7 +223,7 @@ impl App {
             id: resp.execution_id,
             code: prepared.code,
             entrypoint: prepared.entrypoint,
-            arrow_ipc: rows.arrow_ipc,
+            rows: rows.arrow,
             row_count: rows.row_count,
             limits: prepared.limits,
         };

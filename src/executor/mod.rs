@@ -61,7 +61,8 @@ pub struct Job {
     pub id: Uuid,
     pub code: String,
     pub entrypoint: String,
-    pub arrow_ipc: Vec<u8>,
+    /// The rows: an Arrow IPC stream in a sealed memfd the child maps.
+    pub rows: crate::sql::ArrowFile,
     pub row_count: usize,
     pub limits: ChildLimits,
 }
@@ -307,10 +308,11 @@ impl Executor {
                 BACKSTOP.as_secs_f64()
             ))
         };
-        let events = running.events.insert(zygote.submit(job.id, header, [in_r, out_w]).await?);
+        let rows = job.rows.into_fd();
+        let events = running.events.insert(zygote.submit(job.id, header, [in_r, out_w, rows]).await?);
 
-        // The child waits for its rows; it joins the request's cgroup
-        // before it gets them (the server moves it: the cgroup files are
+        // The child waits for its code; it joins the request's cgroup
+        // before it gets it (the server moves it: the cgroup files are
         // not the child's to write).
         let pid = match tokio::time::timeout_at(deadline, wait_started(events)).await {
             Ok(r) => r?,
@@ -322,11 +324,8 @@ impl Executor {
                 .map_err(|source| ExecError::Io { what: "moving the child into its cgroup", source })?;
         }
 
-        let mut payload = Vec::with_capacity(4 + job.code.len() + job.arrow_ipc.len());
-        payload.extend_from_slice(&(job.code.len() as u32).to_le_bytes());
-        payload.extend_from_slice(job.code.as_bytes());
-        payload.extend_from_slice(&job.arrow_ipc);
-        drop(job.arrow_ipc);
+        // The code; closing the pipe tells the child to go on.
+        let payload = job.code.into_bytes();
 
         let cap = l.max_output_bytes + l.max_stdout_bytes + l.max_stderr_bytes + RESULT_SLACK;
         let io = async { tokio::join!(write_payload(in_w, payload), read_result(out_r, cap)).1 };

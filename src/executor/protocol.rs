@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The version of this protocol.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Largest datagram either side sends.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -40,7 +40,8 @@ pub struct SandboxSpec {
     pub seccomp: bool,
 }
 
-/// Fork a child for request `id` (sent with the child's two pipe fds).
+/// Fork a child for request `id` (sent with the child's three fds: the
+/// code pipe, the result pipe, the rows' sealed memfd).
 #[derive(Debug, Serialize)]
 pub struct Run<'a> {
     pub op: &'static str,

@@ -2,9 +2,10 @@
 //!
 //! The zygote's stdin is one end of a `SOCK_DGRAM` Unix socketpair (message
 //! boundaries kept, reliable and ordered between local peers). For each
-//! request the server sends a JSON header plus two pipe fds (`SCM_RIGHTS`):
-//! the child reads code and rows from the first and writes its result to
-//! the second, so request data never passes through the zygote. The zygote
+//! request the server sends a JSON header plus three fds (`SCM_RIGHTS`):
+//! the child reads its code from the first pipe, maps its rows from the
+//! sealed memfd (the third) and writes its result to the second pipe, so
+//! request data never passes through the zygote. The zygote
 //! answers with `started` (child pid) and `exited` (how it ended, CPU, peak
 //! memory) events, one JSON object per packet.
 
@@ -143,7 +144,7 @@ impl Zygote {
         &self,
         id: Uuid,
         header: protocol::Encoded,
-        child_fds: [OwnedFd; 2],
+        child_fds: [OwnedFd; 3],
     ) -> Result<mpsc::UnboundedReceiver<Event>, ExecError> {
         if !self.is_alive() {
             return Err(ExecError::ZygoteGone);
@@ -159,7 +160,7 @@ impl Zygote {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.pending.lock().unwrap().insert(id, tx);
-        let raw = [child_fds[0].as_raw_fd(), child_fds[1].as_raw_fd()];
+        let raw = child_fds.each_ref().map(|fd| fd.as_raw_fd());
         let sent = self
             .ctl
             .async_io(Interest::WRITABLE, || {

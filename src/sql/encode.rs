@@ -1,6 +1,9 @@
-//! Rows to Arrow: a column of cells becomes one typed Arrow array, then the
-//! batch is written as an Arrow IPC stream that pyarrow reads without any
-//! parsing (exact floats, real NULLs, integer columns stay integers).
+//! Rows to Arrow, value by value: each backend decodes a value straight
+//! into its column's Arrow builder (typed once per column from the
+//! statement's metadata; SQLite's columns decide from their values, see
+//! `dynamic.rs`), and the finished batch is written as an Arrow IPC stream
+//! into a sealed memfd (`payload.rs`) that the sandboxed child maps.
+//! No per-value intermediate: a value is copied once, into its column.
 
 use std::sync::Arc;
 
@@ -9,38 +12,16 @@ use arrow_array::builder::{
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
-use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
-/// One value as the database returned it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Int(i64),
-    UInt(u64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-    Bool(bool),
-    /// Days since 1970-01-01.
-    Date(i32),
-    /// Microseconds since midnight.
-    Time(i64),
-    /// Microseconds since the epoch (UTC for zone-aware columns).
-    Timestamp(i64),
-}
+use super::dynamic::Dynamic;
+use super::payload::ArrowFile;
+use super::{FetchLimits, SqlError};
 
-/// A column's values plus what the database declared about it.
-#[derive(Debug, Clone)]
-pub struct ColumnData {
-    pub name: String,
-    /// Declared type as the backend names it (may be empty).
-    pub declared: String,
-    pub cells: Vec<Cell>,
-    /// Set by statically typed backends; SQLite's is inferred from values.
-    pub kind: Option<Kind>,
-}
+/// What one value costs against `FetchLimits::max_bytes`, besides the
+/// length of a text or blob (README: "32 per value").
+pub(crate) const VALUE_SLOT: u64 = 32;
 
 /// A column as the response describes it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -51,11 +32,12 @@ pub struct ColumnInfo {
 }
 
 /// The encoded result of a query.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rows {
     pub columns: Vec<ColumnInfo>,
     pub row_count: usize,
-    pub arrow_ipc: Vec<u8>,
+    /// The rows as one Arrow IPC stream, in a sealed memfd.
+    pub arrow: ArrowFile,
 }
 
 /// A column's type as sluice presents it.
@@ -84,7 +66,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Boolean => "boolean",
             Kind::Integer => "integer",
@@ -115,240 +97,327 @@ impl Kind {
             _ => None,
         }
     }
-}
 
-/// The declared type's affinity, used when the values do not decide.
-fn declared_kind(declared: &str) -> Kind {
-    let d = declared.to_ascii_uppercase();
-    if d.contains("BOOL") {
-        Kind::Boolean
-    } else if d.contains("INT") {
-        Kind::Integer
-    } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
-        Kind::Float
-    } else if d.contains("BLOB") {
-        Kind::Bytes
-    } else {
-        Kind::Text
-    }
-}
-
-/// Pick one Arrow type for the column from its values (SQLite's typing is
-/// per value) and, where they leave room, its declared type.
-fn column_kind(c: &ColumnData) -> Kind {
-    if let Some(k) = c.kind {
-        return k;
-    }
-    let (mut ints, mut reals, mut texts, mut blobs, mut bool_like) = (0, 0, 0, 0, true);
-    for cell in &c.cells {
-        match cell {
-            Cell::Null => {}
-            Cell::Int(v) => {
-                ints += 1;
-                bool_like &= *v == 0 || *v == 1;
+    pub(super) fn arrow_type(self) -> DataType {
+        match self {
+            Kind::Boolean => DataType::Boolean,
+            Kind::Integer => DataType::Int64,
+            Kind::Float => DataType::Float64,
+            Kind::UInteger => DataType::UInt64,
+            Kind::Text | Kind::Decimal | Kind::Json | Kind::Uuid | Kind::Interval | Kind::Array => {
+                DataType::Utf8
             }
-            Cell::Real(_) => reals += 1,
-            Cell::Text(_) => texts += 1,
-            Cell::Blob(_) => blobs += 1,
-            // Only typed backends produce these, and they set the kind.
-            _ => texts += 1,
-        }
-    }
-    let declared = declared_kind(&c.declared);
-    match (ints, reals, texts, blobs) {
-        (0, 0, 0, 0) => declared,
-        (_, 0, 0, 0) if declared == Kind::Boolean && bool_like => Kind::Boolean,
-        (_, 0, 0, 0) => Kind::Integer,
-        (_, _, 0, 0) => Kind::Float,
-        (0, 0, _, 0) => Kind::Text,
-        (0, 0, 0, _) => Kind::Bytes,
-        _ => Kind::Text, // mixed storage classes: show every value as text
-    }
-}
-
-fn as_text(cell: &Cell) -> Option<String> {
-    match cell {
-        Cell::Null => None,
-        Cell::Int(v) => Some(v.to_string()),
-        Cell::Real(v) => Some(v.to_string()),
-        Cell::Text(s) => Some(s.clone()),
-        Cell::Blob(b) => Some(hex::encode(b)),
-        Cell::UInt(v) => Some(v.to_string()),
-        Cell::Bool(b) => Some(b.to_string()),
-        Cell::Date(d) => Some(d.to_string()),
-        Cell::Time(t) | Cell::Timestamp(t) => Some(t.to_string()),
-    }
-}
-
-fn build_array(kind: Kind, cells: &[Cell]) -> ArrayRef {
-    match kind {
-        Kind::Boolean => {
-            let mut b = BooleanBuilder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(match c {
-                    Cell::Int(v) => Some(*v != 0),
-                    Cell::Bool(v) => Some(*v),
-                    _ => None,
-                });
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Integer => {
-            let mut b = Int64Builder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(match c {
-                    Cell::Int(v) => Some(*v),
-                    _ => None,
-                });
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Float => {
-            let mut b = Float64Builder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(match c {
-                    Cell::Int(v) => Some(*v as f64),
-                    Cell::Real(v) => Some(*v),
-                    _ => None,
-                });
-            }
-            Arc::new(b.finish())
-        }
-        Kind::UInteger => {
-            let mut b = UInt64Builder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(match c {
-                    Cell::UInt(v) => Some(*v),
-                    Cell::Int(v) => u64::try_from(*v).ok(),
-                    _ => None,
-                });
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Date => {
-            let mut b = Date32Builder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(if let Cell::Date(d) = c { Some(*d) } else { None });
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Time => {
-            let mut b = Time64MicrosecondBuilder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(if let Cell::Time(t) = c { Some(*t) } else { None });
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Timestamp | Kind::TimestampTz => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(cells.len());
-            for c in cells {
-                b.append_option(if let Cell::Timestamp(t) = c { Some(*t) } else { None });
-            }
-            let a = b.finish();
-            if kind == Kind::TimestampTz { Arc::new(a.with_timezone("UTC")) } else { Arc::new(a) }
-        }
-        Kind::Text | Kind::Decimal | Kind::Json | Kind::Uuid | Kind::Interval | Kind::Array => {
-            let mut b = StringBuilder::with_capacity(cells.len(), cells.len() * 8);
-            for c in cells {
-                b.append_option(as_text(c));
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Bytes => {
-            let mut b = BinaryBuilder::with_capacity(cells.len(), cells.len() * 8);
-            for c in cells {
-                b.append_option(match c {
-                    Cell::Blob(v) => Some(v.as_slice()),
-                    _ => None,
-                });
-            }
-            Arc::new(b.finish())
+            Kind::Bytes => DataType::Binary,
+            Kind::Date => DataType::Date32,
+            Kind::Time => DataType::Time64(TimeUnit::Microsecond),
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Kind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         }
     }
 }
 
-fn arrow_type(kind: Kind) -> DataType {
-    match kind {
-        Kind::Boolean => DataType::Boolean,
-        Kind::Integer => DataType::Int64,
-        Kind::Float => DataType::Float64,
-        Kind::UInteger => DataType::UInt64,
-        Kind::Text | Kind::Decimal | Kind::Json | Kind::Uuid | Kind::Interval | Kind::Array => DataType::Utf8,
-        Kind::Bytes => DataType::Binary,
-        Kind::Date => DataType::Date32,
-        Kind::Time => DataType::Time64(TimeUnit::Microsecond),
-        Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-        Kind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-    }
+/// Rows in the first allocation of each builder.
+const INITIAL_ROWS: usize = 1024;
+
+enum Values {
+    Boolean(BooleanBuilder),
+    Integer(Int64Builder),
+    UInteger(UInt64Builder),
+    Float(Float64Builder),
+    /// Text and the kinds sent as text.
+    Text(StringBuilder),
+    Bytes(BinaryBuilder),
+    Date(Date32Builder),
+    Time(Time64MicrosecondBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    /// SQLite: typed by its values when it is finished.
+    Dynamic(Dynamic),
 }
 
-/// Encode columns (all of the same length) as one Arrow IPC stream.
-pub fn encode(columns: &[ColumnData], row_count: usize) -> Result<Rows, arrow_schema::ArrowError> {
-    let mut fields = Vec::with_capacity(columns.len());
-    let mut arrays = Vec::with_capacity(columns.len());
-    let mut infos = Vec::with_capacity(columns.len());
-    for c in columns {
-        let kind = column_kind(c);
-        let mut field = Field::new(&c.name, arrow_type(kind), true);
+/// One column being filled. The push methods take a value as the backend
+/// decoded it; a value the column's type cannot hold is a bug in a
+/// backend's type table, reported by `finish` (never a silent NULL).
+pub struct Column {
+    name: String,
+    kind: Option<Kind>,
+    values: Values,
+    /// Bytes of text and blobs pushed so far (for the byte budget).
+    var_bytes: u64,
+    mismatch: Option<&'static str>,
+}
+
+impl Column {
+    /// A column of a statically typed backend.
+    pub fn typed(name: impl Into<String>, kind: Kind) -> Self {
+        let n = INITIAL_ROWS;
+        let values = match kind {
+            Kind::Boolean => Values::Boolean(BooleanBuilder::with_capacity(n)),
+            Kind::Integer => Values::Integer(Int64Builder::with_capacity(n)),
+            Kind::UInteger => Values::UInteger(UInt64Builder::with_capacity(n)),
+            Kind::Float => Values::Float(Float64Builder::with_capacity(n)),
+            Kind::Text | Kind::Decimal | Kind::Json | Kind::Uuid | Kind::Interval | Kind::Array => {
+                Values::Text(StringBuilder::with_capacity(n, n * 8))
+            }
+            Kind::Bytes => Values::Bytes(BinaryBuilder::with_capacity(n, n * 8)),
+            Kind::Date => Values::Date(Date32Builder::with_capacity(n)),
+            Kind::Time => Values::Time(Time64MicrosecondBuilder::with_capacity(n)),
+            Kind::Timestamp | Kind::TimestampTz => {
+                Values::Timestamp(TimestampMicrosecondBuilder::with_capacity(n))
+            }
+        };
+        Self { name: name.into(), kind: Some(kind), values, var_bytes: 0, mismatch: None }
+    }
+
+    /// A column typed by its values (SQLite), `declared` deciding where
+    /// the values leave room.
+    pub fn dynamic(name: impl Into<String>, declared: &str) -> Self {
+        let values = Values::Dynamic(Dynamic::new(declared));
+        Self { name: name.into(), kind: None, values, var_bytes: 0, mismatch: None }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn null(&mut self) {
+        match &mut self.values {
+            Values::Boolean(b) => b.append_null(),
+            Values::Integer(b) => b.append_null(),
+            Values::UInteger(b) => b.append_null(),
+            Values::Float(b) => b.append_null(),
+            Values::Text(b) => b.append_null(),
+            Values::Bytes(b) => b.append_null(),
+            Values::Date(b) => b.append_null(),
+            Values::Time(b) => b.append_null(),
+            Values::Timestamp(b) => b.append_null(),
+            Values::Dynamic(d) => d.null(),
+        }
+    }
+
+    fn wrong(&mut self, what: &'static str) {
+        self.mismatch.get_or_insert(what);
+        self.null();
+    }
+
+    pub fn bool(&mut self, v: bool) {
+        match &mut self.values {
+            Values::Boolean(b) => b.append_value(v),
+            Values::Text(b) => b.append_value(if v { "true" } else { "false" }),
+            _ => self.wrong("a boolean"),
+        }
+    }
+
+    pub fn int(&mut self, v: i64) {
+        match &mut self.values {
+            Values::Integer(b) => b.append_value(v),
+            Values::Float(b) => b.append_value(v as f64),
+            Values::Boolean(b) => b.append_value(v != 0),
+            Values::UInteger(b) if v >= 0 => b.append_value(v as u64),
+            Values::Text(b) => b.append_value(v.to_string()),
+            Values::Dynamic(d) => d.int(v),
+            _ => self.wrong("an integer"),
+        }
+    }
+
+    pub fn uint(&mut self, v: u64) {
+        match &mut self.values {
+            Values::UInteger(b) => b.append_value(v),
+            Values::Text(b) => b.append_value(v.to_string()),
+            _ => self.wrong("an unsigned integer"),
+        }
+    }
+
+    pub fn float(&mut self, v: f64) {
+        match &mut self.values {
+            Values::Float(b) => b.append_value(v),
+            Values::Text(b) => b.append_value(v.to_string()),
+            Values::Dynamic(d) => d.real(v),
+            _ => self.wrong("a float"),
+        }
+    }
+
+    pub fn text(&mut self, v: &str) {
+        self.var_bytes += v.len() as u64;
+        match &mut self.values {
+            Values::Text(b) => b.append_value(v),
+            Values::Dynamic(d) => d.text(v),
+            _ => self.wrong("a text"),
+        }
+    }
+
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.var_bytes += v.len() as u64;
+        match &mut self.values {
+            Values::Bytes(b) => b.append_value(v),
+            Values::Dynamic(d) => d.blob(v),
+            _ => self.wrong("a blob"),
+        }
+    }
+
+    /// Days since 1970-01-01.
+    pub fn date(&mut self, days: i32) {
+        match &mut self.values {
+            Values::Date(b) => b.append_value(days),
+            _ => self.wrong("a date"),
+        }
+    }
+
+    /// Microseconds since midnight.
+    pub fn time(&mut self, micros: i64) {
+        match &mut self.values {
+            Values::Time(b) => b.append_value(micros),
+            _ => self.wrong("a time"),
+        }
+    }
+
+    /// Microseconds since the epoch (UTC for zone-aware columns).
+    pub fn timestamp(&mut self, micros: i64) {
+        match &mut self.values {
+            Values::Timestamp(b) => b.append_value(micros),
+            _ => self.wrong("a timestamp"),
+        }
+    }
+
+    fn finish(self) -> Result<(Field, ArrayRef, ColumnInfo), SqlError> {
+        if let Some(what) = self.mismatch {
+            return Err(SqlError::Encode(format!(
+                "column `{}` ({}) was given {what}: a bug in sluice's type table",
+                self.name,
+                self.kind.map(Kind::name).unwrap_or("dynamic")
+            )));
+        }
+        let (kind, array): (Kind, ArrayRef) = match self.values {
+            Values::Dynamic(d) => d.finish(),
+            values => {
+                let kind = self.kind.expect("typed columns have a kind");
+                let array: ArrayRef = match values {
+                    Values::Boolean(mut b) => Arc::new(b.finish()),
+                    Values::Integer(mut b) => Arc::new(b.finish()),
+                    Values::UInteger(mut b) => Arc::new(b.finish()),
+                    Values::Float(mut b) => Arc::new(b.finish()),
+                    Values::Text(mut b) => Arc::new(b.finish()),
+                    Values::Bytes(mut b) => Arc::new(b.finish()),
+                    Values::Date(mut b) => Arc::new(b.finish()),
+                    Values::Time(mut b) => Arc::new(b.finish()),
+                    Values::Timestamp(mut b) if kind == Kind::TimestampTz => {
+                        Arc::new(b.finish().with_timezone("UTC"))
+                    }
+                    Values::Timestamp(mut b) => Arc::new(b.finish()),
+                    Values::Dynamic(_) => unreachable!("handled above"),
+                };
+                (kind, array)
+            }
+        };
+        let mut field = Field::new(&self.name, kind.arrow_type(), true);
         if let Some(sub) = kind.text_subtype() {
             let meta: std::collections::HashMap<String, String> =
                 [("sluice:type".to_string(), sub.to_string())].into();
             field = field.with_metadata(meta);
         }
-        fields.push(field);
-        arrays.push(build_array(kind, &c.cells));
-        infos.push(ColumnInfo { name: c.name.clone(), type_name: kind.name() });
+        Ok((field, array, ColumnInfo { name: self.name, type_name: kind.name() }))
     }
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new_with_options(
-        schema.clone(),
-        arrays,
-        &RecordBatchOptions::new().with_row_count(Some(row_count)),
-    )?;
-    let mut buf = Vec::new();
-    {
-        let mut w = StreamWriter::try_new(&mut buf, &schema)?;
-        w.write(&batch)?;
-        w.finish()?;
+}
+
+/// A query's columns being filled row by row, under the request's row and
+/// byte limits.
+pub struct Table {
+    columns: Vec<Column>,
+    rows: u64,
+    limits: FetchLimits,
+}
+
+impl Table {
+    pub fn new(columns: Vec<Column>, limits: FetchLimits) -> Self {
+        Self { columns, rows: 0, limits }
     }
-    Ok(Rows { columns: infos, row_count, arrow_ipc: buf })
+
+    /// Start a row: its values go into `columns()` in order, then
+    /// `end_row`. One row past the limit is `RowLimit`.
+    pub fn start_row(&mut self) -> Result<&mut [Column], SqlError> {
+        if self.rows == self.limits.max_rows {
+            return Err(SqlError::RowLimit { limit: self.limits.max_rows });
+        }
+        self.rows += 1;
+        Ok(&mut self.columns)
+    }
+
+    /// The row is complete: past the byte budget, fetching stops here.
+    pub fn end_row(&mut self) -> Result<(), SqlError> {
+        let limit = self.limits.max_bytes;
+        if limit > 0 {
+            let fixed = self.rows * VALUE_SLOT * self.columns.len() as u64;
+            let var: u64 = self.columns.iter().map(|c| c.var_bytes).sum();
+            if fixed + var > limit {
+                return Err(SqlError::ByteLimit { limit });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn columns(&mut self) -> &mut [Column] {
+        &mut self.columns
+    }
+
+    /// Build the arrays and write them as one Arrow IPC stream.
+    pub fn finish(self) -> Result<Rows, SqlError> {
+        let row_count = self.rows as usize;
+        let mut fields = Vec::with_capacity(self.columns.len());
+        let mut arrays = Vec::with_capacity(self.columns.len());
+        let mut infos = Vec::with_capacity(self.columns.len());
+        for c in self.columns {
+            let (field, array, info) = c.finish()?;
+            fields.push(field);
+            arrays.push(array);
+            infos.push(info);
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(row_count)),
+        )
+        .map_err(|e| SqlError::Encode(e.to_string()))?;
+        let arrow = ArrowFile::write(&schema, &batch)?;
+        Ok(Rows { columns: infos, row_count, arrow })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn col(declared: &str, cells: Vec<Cell>) -> ColumnData {
-        ColumnData { name: "c".into(), declared: declared.into(), cells, kind: None }
+    fn limits() -> FetchLimits {
+        FetchLimits { max_rows: 10, max_bytes: 0, timeout: std::time::Duration::from_secs(1) }
     }
 
-    #[test]
-    fn kinds_follow_values_then_declaration() {
-        assert_eq!(column_kind(&col("INTEGER", vec![Cell::Int(1), Cell::Null])), Kind::Integer);
-        assert_eq!(column_kind(&col("", vec![Cell::Int(1), Cell::Real(0.5)])), Kind::Float);
-        assert_eq!(column_kind(&col("BOOLEAN", vec![Cell::Int(1), Cell::Int(0)])), Kind::Boolean);
-        assert_eq!(column_kind(&col("BOOLEAN", vec![Cell::Int(2)])), Kind::Integer);
-        assert_eq!(column_kind(&col("REAL", vec![Cell::Null])), Kind::Float);
-        assert_eq!(column_kind(&col("", vec![Cell::Int(1), Cell::Text("a".into())])), Kind::Text);
-        assert_eq!(column_kind(&col("BLOB", vec![])), Kind::Bytes);
+    fn read(rows: &Rows) -> RecordBatch {
+        let bytes = rows.arrow.to_vec().unwrap();
+        let mut reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        reader.next().unwrap().unwrap()
     }
 
     #[test]
     fn typed_columns_get_arrow_types_and_text_subtypes() {
-        let typed =
-            |kind, cells| ColumnData { name: "c".into(), declared: String::new(), cells, kind: Some(kind) };
-        let cols = vec![
-            typed(Kind::UInteger, vec![Cell::UInt(u64::MAX)]),
-            typed(Kind::Decimal, vec![Cell::Text("1.10".into())]),
-            typed(Kind::TimestampTz, vec![Cell::Timestamp(0)]),
-            typed(Kind::Date, vec![Cell::Date(1)]),
-        ];
-        let rows = encode(&cols, 1).unwrap();
+        let mut t = Table::new(
+            vec![
+                Column::typed("u", Kind::UInteger),
+                Column::typed("d", Kind::Decimal),
+                Column::typed("tz", Kind::TimestampTz),
+                Column::typed("day", Kind::Date),
+            ],
+            limits(),
+        );
+        let row = t.start_row().unwrap();
+        row[0].uint(u64::MAX);
+        row[1].text("1.10");
+        row[2].timestamp(0);
+        row[3].date(1);
+        t.end_row().unwrap();
+        let rows = t.finish().unwrap();
         let names: Vec<_> = rows.columns.iter().map(|c| c.type_name).collect();
         assert_eq!(names, ["unsigned_integer", "decimal", "timestamptz", "date"]);
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows.arrow_ipc), None).unwrap();
-        let schema = reader.schema();
+        let batch = read(&rows);
+        let schema = batch.schema();
         assert_eq!(schema.field(0).data_type(), &DataType::UInt64);
         assert_eq!(schema.field(1).metadata().get("sluice:type").map(String::as_str), Some("decimal"));
         assert_eq!(
@@ -358,23 +427,43 @@ mod tests {
     }
 
     #[test]
+    fn limits_stop_at_the_row_past_them() {
+        let mut t =
+            Table::new(vec![Column::typed("t", Kind::Text)], FetchLimits { max_bytes: 70, ..limits() });
+        t.start_row().unwrap()[0].text("0123456789");
+        t.end_row().unwrap();
+        t.start_row().unwrap()[0].text("0123456789");
+        // Two values: 2 × 32 + 20 bytes > 70.
+        assert!(matches!(t.end_row(), Err(SqlError::ByteLimit { limit: 70 })));
+        let mut t =
+            Table::new(vec![Column::typed("i", Kind::Integer)], FetchLimits { max_rows: 1, ..limits() });
+        t.start_row().unwrap()[0].int(1);
+        assert!(matches!(t.start_row(), Err(SqlError::RowLimit { limit: 1 })));
+    }
+
+    #[test]
+    fn a_value_the_type_cannot_hold_is_an_error_not_a_null() {
+        let mut t = Table::new(vec![Column::typed("d", Kind::Date)], limits());
+        t.start_row().unwrap()[0].text("2024-01-01");
+        let e = t.finish().unwrap_err().to_string();
+        assert!(e.contains("column `d` (date) was given a text"), "{e}");
+    }
+
+    #[test]
     fn encodes_a_readable_stream() {
-        let cols = vec![
-            col("INTEGER", vec![Cell::Int(i64::MAX), Cell::Null]),
-            ColumnData {
-                name: "t".into(),
-                declared: "TEXT".into(),
-                cells: vec![Cell::Text("x".into()), Cell::Null],
-                kind: None,
-            },
-        ];
-        let rows = encode(&cols, 2).unwrap();
+        let mut t =
+            Table::new(vec![Column::dynamic("i", "INTEGER"), Column::typed("t", Kind::Text)], limits());
+        let row = t.start_row().unwrap();
+        row[0].int(i64::MAX);
+        row[1].text("x");
+        let row = t.start_row().unwrap();
+        row[0].null();
+        row[1].null();
+        let rows = t.finish().unwrap();
         assert_eq!(rows.row_count, 2);
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(rows.arrow_ipc), None).unwrap();
-        let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
-        assert_eq!(batches[0].num_rows(), 2);
-        assert_eq!(batches[0].column(0).null_count(), 1);
+        let batch = read(&rows);
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.column(0).null_count(), 1);
         assert_eq!(rows.columns[1], ColumnInfo { name: "t".into(), type_name: "text" });
     }
 }

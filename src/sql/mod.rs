@@ -12,10 +12,13 @@
 //! not a breach.
 
 mod backend;
+mod dynamic;
 pub mod encode;
 pub mod mysql;
 mod mysql_types;
+mod payload;
 pub mod postgres;
+mod postgres_copy;
 mod postgres_types;
 mod shared;
 mod source;
@@ -28,14 +31,15 @@ use serde::Serialize;
 
 pub use backend::Backend;
 pub use encode::{ColumnInfo, Rows};
+pub use payload::ArrowFile;
 /// The parser layer lives in its own crate (pure code, fuzzed in `fuzz/`).
 pub use sluice_sql_guard::{Catalog, Checked, Dialect, NameRules, Rejection, allow};
 pub use source::DataSource;
 pub use url::redact;
 
 pub(crate) use shared::{
-    ByteCount, CANCEL_TIMEOUT, CatalogCache, bind_params, cancel_then_close, cancels, check_param_count,
-    collect_rows, schema_columns, typed_columns, unreadable,
+    CANCEL_TIMEOUT, CatalogCache, bind_params, cancel_then_close, cancels, check_param_count, collect_rows,
+    schema_columns, typed_columns, unreadable,
 };
 
 use crate::policy::TableAllow;

@@ -12,11 +12,12 @@
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement};
+use sqlx::{AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement, TypeInfo as _};
 
 use futures_util::future::BoxFuture;
 
-use super::mysql_types::{cell, kind_of, text_twin};
+use super::encode::Table;
+use super::mysql_types::{MyType, push_cell, text_twin};
 use super::{
     Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
     bind_params, cancel_then_close, check_param_count, collect_rows, redact, schema_columns, typed_columns,
@@ -273,20 +274,24 @@ async fn run(
 ) -> Result<Rows, SqlError> {
     let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
     check_param_count(stmt.parameters(), params)?;
-    let mut columns = typed_columns(stmt.columns(), kind_of, |n| format!("CAST({n} AS CHAR)"))?;
-    for (col, c) in columns.iter_mut().zip(stmt.columns()) {
-        // The protocol flags a text column of a `_bin` collation (MariaDB's
-        // JSON is LONGTEXT COLLATE utf8mb4_bin) as binary; only the
-        // `binary` collation makes bytes.
-        if let Some(text) = text_twin(&col.declared)
-            && <String as sqlx::Type<sqlx::MySql>>::compatible(sqlx::Column::type_info(c))
-        {
-            col.declared = text.into();
-            col.kind = kind_of(text);
-        }
-    }
+    let (columns, types) = typed_columns(
+        stmt.columns(),
+        |c| {
+            let name = c.type_info().name();
+            // The protocol flags a text column of a `_bin` collation
+            // (MariaDB's JSON is LONGTEXT COLLATE utf8mb4_bin) as binary;
+            // only the `binary` collation makes bytes.
+            match text_twin(name) {
+                Some(text) if <String as sqlx::Type<sqlx::MySql>>::compatible(c.type_info()) => {
+                    MyType::of(text)
+                }
+                _ => MyType::of(name),
+            }
+        },
+        |n| format!("CAST({n} AS CHAR)"),
+    )?;
     let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
-    collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
+    collect_rows(query.fetch(&mut *conn), Table::new(columns, limits), &types, db_error, push_cell).await
 }
 
 /// One request's session, closed (never pooled again) when it ends. Ended

@@ -6,18 +6,21 @@
 //! extended (prepared) protocol, which carries exactly one statement; the
 //! transaction is always rolled back and the session reset (advisory locks,
 //! settings), and a connection whose ending is in doubt is closed instead
-//! of going back to the pool. Values are decoded per column type into
-//! Arrow-ready cells.
+//! of going back to the pool. Values are decoded per column type straight
+//! into Arrow columns; a query without parameters whose columns sluice
+//! decodes itself is read as a binary COPY stream (`postgres_copy.rs`).
 
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, Postgres, Row, SqlSafeStr, Statement};
+use sqlx::{AssertSqlSafe, Column as _, Executor, Postgres, Row, SqlSafeStr, Statement, TypeInfo as _};
 
 use futures_util::future::BoxFuture;
 
-use super::postgres_types::{cell, kind_of};
+use super::encode::Table;
+use super::postgres_copy::{self, copy_statement};
+use super::postgres_types::{PgType, push_cell};
 use super::{
     Access, Catalog, CatalogCache, Dialect, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError,
     bind_params, cancel_then_close, check_param_count, collect_rows, redact, schema_columns, typed_columns,
@@ -209,15 +212,15 @@ impl PgSource {
         let begin = format!("{}; SELECT pg_backend_pid()", self.begin(limits, access.role));
         let rows = sqlx::raw_sql(AssertSqlSafe(begin)).fetch_all(lease.conn()).await.map_err(db_error)?;
         lease.pid = rows.last().and_then(|r| r.try_get::<i32, _>(0).ok());
-        let result =
+        let (result, done) =
             tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(lease.conn(), sql, params, limits))
                 .await
-                .unwrap_or(Err(SqlError::Timeout { seconds: 0.0 }));
+                .unwrap_or((Err(SqlError::Timeout { seconds: 0.0 }), false));
         // Only a statement that ran to its end leaves the connection in a
         // known state; one stopped at the row limit or the deadline may still
         // be running, so it is cancelled and its connection closed (the
         // lease's drop).
-        if matches!(result, Ok(_) | Err(SqlError::Database { .. })) {
+        if done {
             lease.release().await;
         }
         result
@@ -325,18 +328,60 @@ impl PgSource {
     }
 }
 
+/// Run the checked statement; also says whether the connection is in a
+/// known state afterwards (the statement ran to its end, or the database
+/// refused it), so that it can go back to the pool.
 async fn run(
     conn: &mut sqlx::PgConnection,
     sql: &str,
     params: &[Param],
     limits: FetchLimits,
-) -> Result<Rows, SqlError> {
+) -> (Result<Rows, SqlError>, bool) {
     // The text passed the AST check and runs read-only; values are bound.
-    let stmt = conn.prepare(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(db_error)?;
-    check_param_count(stmt.parameters(), params)?;
-    let columns = typed_columns(stmt.columns(), kind_of, |n| format!("`{n}::text`"))?;
+    // Prepared with the types the values are bound as, so that the query
+    // below finds this statement in the connection's cache as it is.
+    let types = param_types(params);
+    let stmt = match conn.prepare_with(AssertSqlSafe(sql.to_string()).into_sql_str(), &types).await {
+        Ok(stmt) => stmt,
+        Err(e) => return (Err(db_error(e)), true),
+    };
+    let typed = check_param_count(stmt.parameters(), params).and_then(|()| {
+        typed_columns(stmt.columns(), |c| PgType::of(c.type_info().name()), |n| format!("`{n}::text`"))
+    });
+    let (columns, types) = match typed {
+        Ok(t) => t,
+        Err(e) => return (Err(e), true),
+    };
+    let table = Table::new(columns, limits);
+    if params.is_empty() && types.iter().all(|t| t.is_raw()) {
+        // PostgreSQL parsed `sql` as one statement just now: COPY around it.
+        let result = match conn.copy_out_raw(&copy_statement(sql)).await {
+            Ok(stream) => postgres_copy::read(stream, table, &types).await,
+            Err(e) => return (Err(db_error(e)), true),
+        };
+        // Stopped mid-stream (a limit, a value it cannot hold), the COPY may
+        // still be running.
+        let done = result.is_ok();
+        return (result, done);
+    }
     let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
-    collect_rows(query.fetch(&mut *conn), columns, limits, db_error, cell).await
+    let result = collect_rows(query.fetch(&mut *conn), table, &types, db_error, push_cell).await;
+    let done = matches!(result, Ok(_) | Err(SqlError::Database { .. }));
+    (result, done)
+}
+
+/// The types `bind_params` sends each value as (a NULL as text).
+fn param_types(params: &[Param]) -> Vec<sqlx::postgres::PgTypeInfo> {
+    use sqlx::Type;
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Null | Param::Text(_) => <String as Type<Postgres>>::type_info(),
+            Param::Bool(_) => <bool as Type<Postgres>>::type_info(),
+            Param::Int(_) => <i64 as Type<Postgres>>::type_info(),
+            Param::Float(_) => <f64 as Type<Postgres>>::type_info(),
+        })
+        .collect()
 }
 
 fn acquire_error(e: sqlx::Error) -> SqlError {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use std::time::Duration;
 
-use super::{Catalog, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, encode};
+use super::{Catalog, NameRules, Param, Rows, SchemaColumn, SqlError, encode};
 use crate::policy::TableAllow;
 
 /// Bind the request's parameters to a query, in order (every backend).
@@ -90,56 +90,52 @@ pub(crate) fn check_param_count<T>(
     Ok(())
 }
 
-/// Read rows into `columns` (one cell each, by `cell`), stopping with
-/// `RowLimit` past `limits.max_rows`, then encode them.
-pub(crate) async fn collect_rows<R, E>(
+/// Read rows into `table`, each value pushed straight into its column by
+/// `push` (given the column's decoder, resolved once per column), then
+/// encode them. The table stops the stream at its row and byte limits.
+pub(crate) async fn collect_rows<R, E, T: Copy>(
     mut stream: impl futures_util::Stream<Item = Result<R, E>> + Unpin,
-    mut columns: Vec<encode::ColumnData>,
-    limits: FetchLimits,
+    mut table: encode::Table,
+    types: &[T],
     on_error: impl Fn(E) -> SqlError,
-    cell: impl Fn(&R, usize, &str) -> Result<encode::Cell, SqlError>,
+    push: impl Fn(&R, usize, T, &mut encode::Column) -> Result<(), SqlError>,
 ) -> Result<Rows, SqlError> {
     use futures_util::TryStreamExt;
-    let mut n: u64 = 0;
-    let mut bytes = ByteCount::new(limits.max_bytes);
     while let Some(row) = stream.try_next().await.map_err(&on_error)? {
-        if n == limits.max_rows {
-            return Err(SqlError::RowLimit { limit: limits.max_rows });
+        for (i, (col, t)) in table.start_row()?.iter_mut().zip(types).enumerate() {
+            push(&row, i, *t, col)?;
         }
-        n += 1;
-        for (i, col) in columns.iter_mut().enumerate() {
-            let c = cell(&row, i, &col.declared)?;
-            bytes.add(&c)?;
-            col.cells.push(c);
-        }
+        table.end_row()?;
     }
     drop(stream);
-    encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+    table.finish()
 }
 
 /// The columns of a prepared statement of a statically typed backend, each
-/// with its kind; a type sluice cannot read is an error that suggests the
+/// with its kind and the backend's decoder for it (`resolve`, once per
+/// column); a type sluice cannot read is an error that suggests the
 /// backend's own cast (`cast` turns a column name into it).
-pub(crate) fn typed_columns<C: sqlx::Column>(
+pub(crate) fn typed_columns<C: sqlx::Column, T>(
     columns: &[C],
-    kind_of: fn(&str) -> Option<encode::Kind>,
+    resolve: impl Fn(&C) -> Option<(encode::Kind, T)>,
     cast: fn(&str) -> String,
-) -> Result<Vec<encode::ColumnData>, SqlError> {
+) -> Result<(Vec<encode::Column>, Vec<T>), SqlError> {
     use sqlx::TypeInfo;
-    columns
+    let typed = columns
         .iter()
         .map(|c| {
-            let declared = c.type_info().name().to_string();
-            let kind = kind_of(&declared).ok_or_else(|| SqlError::Database {
+            let (kind, t) = resolve(c).ok_or_else(|| SqlError::Database {
                 message: format!(
-                    "column `{}` has type {declared}, which sluice cannot read yet; cast it in the query, e.g. {}",
+                    "column `{}` has type {}, which sluice cannot read yet; cast it in the query, e.g. {}",
                     c.name(),
+                    c.type_info().name(),
                     cast(c.name())
                 ),
             })?;
-            Ok(encode::ColumnData { name: c.name().to_string(), declared, cells: Vec::new(), kind: Some(kind) })
+            Ok((encode::Column::typed(c.name(), kind), t))
         })
-        .collect()
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    Ok(typed.into_iter().unzip())
 }
 
 /// The policy's tables a role cannot read (verifying a role: each allowed
@@ -176,32 +172,6 @@ where
             })
         })
         .collect()
-}
-
-/// The bytes of the values fetched so far, against `FetchLimits::max_bytes`.
-pub(crate) struct ByteCount {
-    total: u64,
-    limit: u64,
-}
-
-impl ByteCount {
-    pub(crate) fn new(limit: u64) -> Self {
-        Self { total: 0, limit }
-    }
-
-    pub(crate) fn add(&mut self, c: &encode::Cell) -> Result<(), SqlError> {
-        const SLOT: u64 = std::mem::size_of::<encode::Cell>() as u64;
-        self.total += SLOT
-            + match c {
-                encode::Cell::Text(s) => s.len() as u64,
-                encode::Cell::Blob(b) => b.len() as u64,
-                _ => 0,
-            };
-        if self.limit > 0 && self.total > self.limit {
-            return Err(SqlError::ByteLimit { limit: self.limit });
-        }
-        Ok(())
-    }
 }
 
 /// How long a loaded catalogue is trusted before it is read again.

@@ -24,9 +24,9 @@ use tokio::sync::Semaphore;
 
 use futures_util::future::BoxFuture;
 
-use super::encode::{Cell, ColumnData};
+use super::encode::{Column, Table};
 use super::{
-    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, allow, encode,
+    Access, Dialect, EngineGuard, FetchLimits, NameRules, Param, Rows, SchemaColumn, SqlError, allow,
 };
 use crate::policy::TableAllow;
 
@@ -270,37 +270,27 @@ impl Job {
             };
             r.map_err(db_error)?;
         }
-        let mut columns: Vec<ColumnData> = stmt
-            .columns()
-            .iter()
-            .map(|c| ColumnData {
-                name: c.name().to_string(),
-                declared: c.decl_type().unwrap_or("").to_string(),
-                cells: Vec::new(),
-                kind: None,
-            })
-            .collect();
+        let columns =
+            stmt.columns().iter().map(|c| Column::dynamic(c.name(), c.decl_type().unwrap_or(""))).collect();
+        let mut table = Table::new(columns, self.limits);
         let mut rows = stmt.raw_query();
-        let mut n: u64 = 0;
-        let mut bytes = super::ByteCount::new(self.limits.max_bytes);
         while let Some(row) = rows.next().map_err(too_big(self.limits.max_bytes))? {
-            if n == self.limits.max_rows {
-                return Err(SqlError::RowLimit { limit: self.limits.max_rows });
+            for (i, col) in table.start_row()?.iter_mut().enumerate() {
+                match row.get_ref(i).map_err(db_error)? {
+                    ValueRef::Null => col.null(),
+                    ValueRef::Integer(v) => col.int(v),
+                    ValueRef::Real(v) => col.float(v),
+                    ValueRef::Text(t) => match std::str::from_utf8(t) {
+                        Ok(t) => col.text(t),
+                        Err(_) => col.text(&String::from_utf8_lossy(t)),
+                    },
+                    ValueRef::Blob(b) => col.bytes(b),
+                }
             }
-            n += 1;
-            for (i, col) in columns.iter_mut().enumerate() {
-                let c = match row.get_ref(i).map_err(db_error)? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(v) => Cell::Int(v),
-                    ValueRef::Real(v) => Cell::Real(v),
-                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
-                };
-                bytes.add(&c)?;
-                col.cells.push(c);
-            }
+            table.end_row()?;
         }
-        encode::encode(&columns, n as usize).map_err(|e| SqlError::Encode(e.to_string()))
+        drop(rows);
+        table.finish()
     }
 }
 

@@ -28,7 +28,7 @@ pub fn limits(seconds: u64) -> FetchLimits {
 /// Everything a result carries, as text, to search for the marker.
 pub fn leaked(r: &Result<Rows, SqlError>) -> bool {
     match r {
-        Ok(rows) => String::from_utf8_lossy(&rows.arrow_ipc).contains(MARKER),
+        Ok(rows) => String::from_utf8_lossy(&rows.arrow.to_vec().unwrap()).contains(MARKER),
         Err(_) => false,
     }
 }
