@@ -141,6 +141,8 @@ def classify(df):
 
 #[tokio::test]
 async fn only_its_own_pipes_are_open() {
+    // Its rows' memfd (Python's mmap keeps a copy of the fd) is sealed: the
+    // child can neither change nor grow the pages the server wrote.
     let code = r#"
 import os
 def classify(df):
@@ -148,20 +150,31 @@ def classify(df):
     kinds = []
     for fd in fds:
         try:
-            kinds.append(os.readlink(f"/proc/self/fd/{fd}").split(":")[0])
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             kinds.append("gone")
+            continue
+        kinds.append(target.split(":")[0])
+        if target.startswith("/memfd:"):
+            for name, change in (("write", lambda: os.pwrite(fd, b"x", 0)), ("grow", lambda: os.ftruncate(fd, 1 << 30)),
+                                 ("shrink", lambda: os.ftruncate(fd, 0))):
+                try:
+                    change()
+                    kinds.append(f"memfd-{name}-worked")
+                except OSError:
+                    pass
     return [",".join(kinds)]
 "#;
     let v = run(ONE_ROW, code).await;
     assert_status(&v, "success");
     let kinds = v["predictions"][0].as_str().unwrap().to_string();
-    // 0-2 on /dev/null, the result pipe, and the directory being listed.
-    let allowed = ["/dev/null", "pipe", "/proc/", "gone"];
+    // 0-2 on /dev/null, the result pipe, the rows, and the directory being listed.
+    let allowed = ["/dev/null", "pipe", "/memfd", "/proc/", "gone"];
     for k in kinds.split(',') {
         assert!(allowed.iter().any(|a| k.starts_with(a)), "unexpected fd {k} in {kinds}");
     }
     assert!(kinds.split(',').filter(|k| *k == "pipe").count() <= 2, "{kinds}");
+    assert!(kinds.split(',').filter(|k| *k == "/memfd").count() <= 1, "{kinds}");
 }
 
 #[tokio::test]

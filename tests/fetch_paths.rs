@@ -90,6 +90,10 @@ async fn copy_and_rows_read_every_type_the_same() {
         run("SELECT current_query() AS q WHERE $1 = 1", vec![Param::Int(1)], limits(10, 0)).await.unwrap();
     assert!(!text(&batch(&rows), "q", 0).unwrap().starts_with("COPY"), "parameters must not go through COPY");
 
+    // An integer parameter against an int4 column (bound as int8).
+    let one = run("SELECT k FROM v WHERE k = $1", vec![Param::Int(2)], limits(10, 0)).await.unwrap();
+    assert_eq!(one.row_count, 1);
+
     let copy = run("SELECT * FROM v ORDER BY k", vec![], limits(10, 0)).await.unwrap();
     let rows =
         run("SELECT * FROM v WHERE $1 = 1 ORDER BY k", vec![Param::Int(1)], limits(10, 0)).await.unwrap();

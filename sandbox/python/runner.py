@@ -115,7 +115,7 @@ def write_result(out_fd, result, req):
 
 def map_rows(fd):
     """The rows' Arrow IPC stream, mapped read-only from the sealed memfd
-    the server wrote (no copy)."""
+    the server wrote (no copy). Python's mmap keeps a copy of the fd."""
     try:
         return mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     finally:

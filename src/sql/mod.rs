@@ -14,11 +14,13 @@
 mod backend;
 mod dynamic;
 pub mod encode;
+mod kind;
 pub mod mysql;
 mod mysql_types;
 mod payload;
 pub mod postgres;
 mod postgres_copy;
+mod postgres_role;
 mod postgres_types;
 mod shared;
 mod source;
