@@ -30,7 +30,8 @@ STEPS = [
     ("die with parent", "die_with_parent"),
     # Before the uid change and the filters: nothing inherited from the
     # zygote (its control socket above all, its wakeup pipe, libraries' fds)
-    # crosses into the sandbox; /dev/null on 0-2.
+    # crosses into the sandbox: only its two pipes and its rows stay, and
+    # /dev/null on 0-2.
     ("keep only its pipes", "keep_only_its_pipes"),
     # Needs the privileges it ends with: its own mount namespace with the
     # scratch tmpfs, its own uid (as root), no capabilities. Every later step

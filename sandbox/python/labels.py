@@ -158,9 +158,12 @@ def _plain(items):
 
 def _finite_floats(value, np):
     """A float array or Series as a list, NaN as None; None when it is no
-    plain float column or holds an infinity (the loop reports it)."""
+    plain float column of at most 64 bits (a masked array, a longdouble, a
+    nullable dtype) or holds an infinity: the loop handles those."""
     dtype = getattr(value, "dtype", None)
-    if not isinstance(dtype, np.dtype) or dtype.kind != "f":
+    if type(value) is not np.ndarray and not _is_series(value):
+        return None
+    if not isinstance(dtype, np.dtype) or dtype.kind != "f" or dtype.itemsize > 8:
         return None
     a = np.asarray(value)
     if np.isinf(a).any():
@@ -169,6 +172,12 @@ def _finite_floats(value, np):
     for i in np.flatnonzero(np.isnan(a)).tolist():
         items[i] = None
     return items
+
+
+def _is_series(value):
+    import pandas as pd
+
+    return type(value) is pd.Series
 
 
 def encode_labels(labels, scores):

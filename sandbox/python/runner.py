@@ -106,6 +106,7 @@ def write_result(out_fd, result, req):
     labels = result.pop("_labels_json", None)
     data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8", "replace")
     if labels is not None:
+        assert data.startswith(b'{"') and result, "a result with labels has a status"
         data = b'{"predictions":' + labels[0] + b',"scores":' + labels[1] + b"," + data[1:]
     view = memoryview(data)
     while view:
@@ -115,9 +116,16 @@ def write_result(out_fd, result, req):
 
 def map_rows(fd):
     """The rows' Arrow IPC stream, mapped read-only from the sealed memfd
-    the server wrote (no copy). Python's mmap keeps a copy of the fd."""
+    the server wrote: the same pages, no copy. Private, because kernels
+    before 6.7 refuse any shared mapping of a write-sealed memfd. Python's
+    mmap keeps a copy of the fd. Over the address-space limit the rows do
+    not fit, which is memory_limit."""
     try:
-        return mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        return mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    except OSError as e:
+        if e.errno == errno.ENOMEM:
+            raise MemoryError("the rows do not fit in the address space") from e
+        raise
     finally:
         os.close(fd)
 

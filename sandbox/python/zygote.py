@@ -14,6 +14,7 @@ The zygote never reads request data and never runs user code itself.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -124,9 +125,12 @@ def warm_request_path():
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
-    # The rows arrive as a sealed memfd, mapped.
-    fd = os.memfd_create("sluice-warm-up", os.MFD_CLOEXEC)
+    # The rows arrive as a sealed memfd, mapped (a kernel that cannot map
+    # one fails the zygote's start here, not every request).
+    fd = os.memfd_create("sluice-warm-up", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     os.write(fd, sink.getvalue().to_pybytes())
+    seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     df = runner.to_dataframe(runner.map_rows(fd))
     out = runner.Capture(1024)
     for code in (

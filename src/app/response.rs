@@ -65,6 +65,10 @@ impl ExecuteResponse {
                     json!({"message": format!("the database refused the query: {message}"), "db_message": message}),
                 )
             }
+            SqlError::Value { message } => (
+                Status::SqlError,
+                json!({"message": format!("a value of the query's result cannot be read: {message}")}),
+            ),
             SqlError::Timeout { seconds } => (
                 Status::SqlTimeout,
                 json!({"message": format!("{e}; add a WHERE clause or LIMIT, or avoid cross joins"), "limit_s": seconds}),

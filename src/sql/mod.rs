@@ -77,6 +77,10 @@ pub enum SqlError {
     Role(String),
     #[error("{message}")]
     Database { message: String },
+    /// A value sluice cannot read as its column's type (the statement may
+    /// still be running: its session is not reused).
+    #[error("{message}")]
+    Value { message: String },
     #[error("the query ran longer than the statement timeout of {seconds} s")]
     Timeout { seconds: f64 },
     #[error("the query returned more than {limit} rows")]

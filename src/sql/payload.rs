@@ -16,6 +16,9 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use super::SqlError;
 
+/// `MFD_NOEXEC_SEAL` (linux/memfd.h), which nix 0.30 does not name.
+const MFD_NOEXEC_SEAL: std::ffi::c_uint = 0x0008;
+
 /// Large buffers skip the writer's buffer and go to the memfd directly.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -29,7 +32,10 @@ pub struct ArrowFile {
 impl ArrowFile {
     pub(super) fn write(schema: &Schema, batch: &RecordBatch) -> Result<Self, SqlError> {
         let io = |what: &str, e: &dyn std::fmt::Display| SqlError::Encode(format!("{what}: {e}"));
-        let fd = memfd_create(c"sluice-rows", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+        // Not executable (Linux 6.3+, which warns without it), else as before.
+        let fd = memfd_create(c"sluice-rows", flags | MFdFlags::from_bits_retain(MFD_NOEXEC_SEAL))
+            .or_else(|_| memfd_create(c"sluice-rows", flags))
             .map_err(|e| io("creating the rows' memfd", &e))?;
         let file = File::from(fd);
         {

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Column as _, Executor, Postgres, Row, SqlSafeStr, Statement, TypeInfo as _};
+use sqlx::{
+    AssertSqlSafe, Column as _, Connection as _, Executor, Postgres, Row, SqlSafeStr, Statement,
+    TypeInfo as _,
+};
 
 use futures_util::future::BoxFuture;
 
@@ -63,6 +66,13 @@ impl Lease {
 
     pub(super) fn conn(&mut self) -> &mut sqlx::PgConnection {
         self.conn.as_mut().expect("leased")
+    }
+
+    /// Close the session without cancelling anything (nothing runs).
+    pub(super) fn close(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
     }
 
     /// Roll back and reset the session; back to the pool only if that worked.
@@ -211,63 +221,95 @@ impl PgSource {
         let begin = format!("{}; SELECT pg_backend_pid()", self.begin(limits, access.role));
         let rows = sqlx::raw_sql(AssertSqlSafe(begin)).fetch_all(lease.conn()).await.map_err(db_error)?;
         lease.pid = rows.last().and_then(|r| r.try_get::<i32, _>(0).ok());
-        let (result, done) =
+        if sql.contains('\0') {
+            // PostgreSQL's Parse would take the text up to it as the statement.
+            lease.release().await;
+            return Err(SqlError::Rejected(super::Rejection("the query contains a NUL character".into())));
+        }
+        let (result, ending) =
             tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(lease.conn(), sql, params, limits))
                 .await
-                .unwrap_or((Err(SqlError::Timeout { seconds: 0.0 }), false));
-        // Only a statement that ran to its end leaves the connection in a
-        // known state; one stopped at the row limit or the deadline may still
-        // be running, so it is cancelled and its connection closed (the
-        // lease's drop).
-        if done {
-            lease.release().await;
+                .unwrap_or((Err(SqlError::Timeout { seconds: 0.0 }), Ending::Abandoned));
+        // A statement stopped at the row limit or the deadline may still be
+        // running: it is cancelled and its connection closed (the lease's
+        // drop).
+        match ending {
+            Ending::Clean => lease.release().await,
+            Ending::Close => lease.close(),
+            Ending::Abandoned => drop(lease),
         }
         result
     }
 }
 
-/// Run the checked statement; also says whether the connection is in a
-/// known state afterwards (the statement ran to its end, or the database
-/// refused it), so that it can go back to the pool.
+/// How a statement left its session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    /// Ran to its end or refused: the session is in a known state and goes
+    /// back to the pool (after the reset).
+    Clean,
+    /// Refused at the start of a COPY: nothing runs, but sqlx 0.9 leaves the
+    /// server's ReadyForQuery unread (it would answer the next query), so
+    /// the session is closed.
+    Close,
+    /// Stopped mid-way (a limit, a value its column cannot hold): it may
+    /// still run, so it is cancelled, then its session closed.
+    Abandoned,
+}
+
+/// Run the checked statement, and say how it left the session.
 async fn run(
     conn: &mut sqlx::PgConnection,
     sql: &str,
     params: &[Param],
     limits: FetchLimits,
-) -> (Result<Rows, SqlError>, bool) {
+) -> (Result<Rows, SqlError>, Ending) {
+    // A statement cached by an earlier request on this session would keep
+    // that request's parameter types, and its column types from before any
+    // change to the tables: each request has PostgreSQL parse its statement
+    // afresh (which also holds its tables' definitions until the end of the
+    // transaction, so the COPY below reads the columns described here).
+    if let Err(e) = conn.clear_cached_statements().await {
+        return (Err(db_error(e)), Ending::Close);
+    }
     // The text passed the AST check and runs read-only; values are bound.
     // Prepared with the types the values are bound as, so that the query
-    // below finds this statement in the connection's cache as it is.
+    // below finds this statement in the session's cache as it is.
     let types = param_types(params);
     let stmt = match conn.prepare_with(AssertSqlSafe(sql.to_string()).into_sql_str(), &types).await {
         Ok(stmt) => stmt,
-        Err(e) => return (Err(db_error(e)), true),
+        Err(e) => return (Err(db_error(e)), Ending::Clean),
     };
     let typed = check_param_count(stmt.parameters(), params).and_then(|()| {
         typed_columns(stmt.columns(), |c| PgType::of(c.type_info().name()), |n| format!("`{n}::text`"))
     });
     let (columns, types) = match typed {
         Ok(t) => t,
-        Err(e) => return (Err(e), true),
+        Err(e) => return (Err(e), Ending::Clean),
     };
     let table = Table::new(columns, limits);
     if params.is_empty() && types.iter().all(|t| t.is_raw()) {
         // PostgreSQL parsed `sql` as one statement just now: COPY around it.
-        let result = match conn.copy_out_raw(&copy_statement(sql)).await {
-            Ok(stream) => postgres_copy::read(stream, table, &types).await,
-            Err(e) => Err(db_error(e)),
+        let stream = match conn.copy_out_raw(&copy_statement(sql)).await {
+            Ok(stream) => stream,
+            Err(e) => return (Err(db_error(e)), Ending::Close),
         };
-        // Only a stream read to its end leaves the session in a known state:
-        // stopped mid-way (a limit, a value it cannot hold) the COPY may still
-        // run, and refused at its start (a permission) sqlx 0.9 leaves the
-        // server's ReadyForQuery unread, which would answer the next query.
-        let done = result.is_ok();
-        return (result, done);
+        let result = postgres_copy::read(stream, table, &types).await;
+        // Only a stream read to its end (or ended by the server's error,
+        // which sqlx reads through ReadyForQuery) is over.
+        let ending = match &result {
+            Ok(_) | Err(SqlError::Database { .. } | SqlError::Timeout { .. }) => Ending::Clean,
+            Err(_) => Ending::Abandoned,
+        };
+        return (result, ending);
     }
     let query = bind_params::<_, String>(sqlx::query(AssertSqlSafe(sql.to_string())), params);
     let result = collect_rows(query.fetch(&mut *conn), table, &types, db_error, push_cell).await;
-    let done = matches!(result, Ok(_) | Err(SqlError::Database { .. }));
-    (result, done)
+    let ending = match &result {
+        Ok(_) | Err(SqlError::Database { .. }) => Ending::Clean,
+        Err(_) => Ending::Abandoned,
+    };
+    (result, ending)
 }
 
 /// The types `bind_params` sends each value as (a NULL as text).

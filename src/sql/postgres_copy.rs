@@ -45,7 +45,7 @@ pub(super) async fn read<B: AsRef<[u8]>>(
 }
 
 fn broken(why: &str) -> SqlError {
-    SqlError::Database { message: format!("reading PostgreSQL's binary COPY stream: {why}") }
+    SqlError::Value { message: format!("reading PostgreSQL's binary COPY stream: {why}") }
 }
 
 struct Parser<'a> {

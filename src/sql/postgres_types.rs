@@ -60,8 +60,9 @@ impl PgType {
             "FLOAT4" => Float4,
             "FLOAT8" => Float8,
             "NUMERIC" => Numeric,
-            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => Text,
-            "CHAR" | "\"CHAR\"" => Char,
+            // sqlx names `bpchar` CHAR and the internal one-byte type "CHAR".
+            "TEXT" | "VARCHAR" | "BPCHAR" | "CHAR" | "NAME" | "CITEXT" => Text,
+            "\"CHAR\"" => Char,
             "BYTEA" => Bytea,
             "DATE" => Date,
             "TIME" => Time,
@@ -128,6 +129,7 @@ impl PgType {
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 fn be<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
     b.try_into().map_err(|_| format!("{} bytes where {N} were expected", b.len()))
@@ -153,7 +155,13 @@ pub(super) fn push_raw(col: &mut Column, t: PgType, b: &[u8]) -> Result<(), Stri
             let days = d.checked_add(PG_EPOCH_DAYS).filter(|_| d != i32::MAX && d != i32::MIN);
             col.date(days.ok_or("the date is ±infinity, which has no date; cast it to text")?)
         }
-        Time => col.time(i64::from_be_bytes(be(b)?)),
+        Time => {
+            let us = i64::from_be_bytes(be(b)?);
+            if !(0..MICROS_PER_DAY).contains(&us) {
+                return Err("the time is 24:00:00, which has no time of day; cast it to text".into());
+            }
+            col.time(us)
+        }
         Timestamp | TimestampTz => {
             let us = i64::from_be_bytes(be(b)?);
             let t = us.checked_add(PG_EPOCH_MICROS).filter(|_| us != i64::MAX && us != i64::MIN);
@@ -253,7 +261,7 @@ pub(super) fn push_cell(row: &PgRow, i: usize, t: PgType, col: &mut Column) -> R
 
 /// A value the decoder refused, named by its column.
 pub(super) fn value_error(col: &Column, why: &str) -> SqlError {
-    SqlError::Database { message: format!("column `{}`: {why}", col.name()) }
+    SqlError::Value { message: format!("column `{}`: {why}", col.name()) }
 }
 
 fn json_array<T: serde::Serialize>(col: &mut Column, v: Vec<Option<T>>) {
