@@ -13,9 +13,9 @@ environment and `-I -B`. The process:
    (an Arrow IPC stream in a sealed memfd); the zygote forks a child that
    enters the sandbox (its own scratch tmpfs and uid first), reads the code
    from the first pipe, maps the rows, runs `classify(df)` and writes one
-   JSON result to the second pipe. The zygote reaps the child, enforces the wall-clock limit,
-   kills it when the server says its request ended, and reports the ending
-   (signal, exit code, CPU, peak memory) to the server.
+   JSON result to the second pipe. The zygote reaps the child, enforces the
+   wall-clock limit, kills it when the server says its request ended, and
+   reports the ending (signal, exit code, CPU, peak memory) to the server.
 
 The zygote never reads request data and never runs user code itself.
 

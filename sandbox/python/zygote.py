@@ -4,8 +4,9 @@ per request.
 Start-up (called by harness.py `main`): `warm_up` imports the scientific
 stack and runs the request path once, so every child starts from that image.
 Then `Zygote.serve` answers the control socket (fd 0, a Unix SOCK_DGRAM):
-each `run` request carries three fds (code pipe, result pipe, the rows' sealed memfd) and a JSON header; the zygote forks a
-child (`runner.child_main`: enter the sandbox, run, answer, `_exit`), reaps
+each `run` request carries three fds (code pipe, result pipe, the rows'
+sealed memfd) and a JSON header; the zygote forks a child
+(`runner.child_main`: enter the sandbox, run, answer, `_exit`), reaps
 it, enforces the wall-clock limit, kills it when the server says its request
 ended (`kill`), and reports the ending (signal, exit code, CPU, peak memory)
 as an `exited` event. An empty datagram asks it to stop.
