@@ -308,6 +308,7 @@ impl Executor {
                 BACKSTOP.as_secs_f64()
             ))
         };
+        let t0 = std::time::Instant::now();
         let rows = job.rows.into_fd();
         let events = running.events.insert(zygote.submit(job.id, header, [in_r, out_w, rows]).await?);
 
@@ -318,11 +319,13 @@ impl Executor {
             Ok(r) => r?,
             Err(_) => return Err(backstop()),
         };
+        let t_started = t0.elapsed();
         if let Some(c) = &running.cgroup {
             c.join(pid)
                 .await
                 .map_err(|source| ExecError::Io { what: "moving the child into its cgroup", source })?;
         }
+        let t_joined = t0.elapsed();
 
         // The code; closing the pipe tells the child to go on.
         let payload = job.code.into_bytes();
@@ -339,6 +342,7 @@ impl Executor {
         // while its process lives: code that wrote a result and kept running
         // is killed now. CPU and memory come from the kernel (the zygote's
         // wait4), never from the child's own report.
+        let t_frame = t0.elapsed();
         if let Frame::Complete(r) = &frame {
             tracing::debug!(execution_id = %job.id, timings = ?r.timings, "child steps");
             zygote.kill_child(job.id);
@@ -347,6 +351,15 @@ impl Executor {
             Ok(exit) => exit?,
             Err(_) => return Err(backstop()),
         };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            execution_id = %job.id,
+            started_ms = ms(t_started),
+            cgroup_ms = ms(t_joined - t_started),
+            run_ms = ms(t_frame - t_joined),
+            exit_ms = ms(t0.elapsed() - t_frame),
+            "sandbox steps"
+        );
         running.reaped = true;
         let oom = running.cgroup.as_ref().map(|c| c.oom_killed());
         // wait4's peak RSS misses pages the child no longer maps (tmpfs,
