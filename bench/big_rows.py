@@ -164,17 +164,10 @@ def baselines(backend, db):
         pg3 = psycopg.connect(db, autocommit=True)
         sa_url = "postgresql+psycopg2://" + db.split("://", 1)[1]
 
-        def sa_cold(sql):
-            eng = sa.create_engine(sa_url)
-            try:
-                with eng.connect() as con:
-                    return pd.read_sql(sa.text(sql), con)
-            finally:
-                eng.dispose()
         eng = sa.create_engine(sa_url)
         b["psycopg3"] = pg3_cold
         b["psycopg3-warm"] = lambda sql: pd.read_sql(sql, pg3)
-        b["sa+psycopg2"] = sa_cold
+        b["sa+psycopg2"] = lambda sql: _sa_cold(sa_url, sa, sql)
         b["sa+psycopg2-warm"] = lambda sql: _sa_warm(eng, sa, sql)
     elif backend == "mariadb":
         import sqlalchemy as sa
@@ -187,18 +180,19 @@ def baselines(backend, db):
             print("note: mysqlclient (MySQLdb) is not installed: no sa+mysqldb baseline", flush=True)
         for name, scheme in drivers:
             url = scheme + rest
-
-            def cold(sql, url=url):
-                e = sa.create_engine(url)
-                try:
-                    with e.connect() as con:
-                        return pd.read_sql(sa.text(sql), con)
-                finally:
-                    e.dispose()
             e = sa.create_engine(url)
-            b[name] = cold
+            b[name] = lambda sql, url=url: _sa_cold(url, sa, sql)
             b[name + "-warm"] = lambda sql, e=e: _sa_warm(e, sa, sql)
     return b
+
+
+def _sa_cold(url, sa, sql):
+    """A fresh engine and connection inside the timed part."""
+    eng = sa.create_engine(url)
+    try:
+        return _sa_warm(eng, sa, sql)
+    finally:
+        eng.dispose()
 
 
 def _sa_warm(eng, sa, sql):

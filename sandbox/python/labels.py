@@ -70,7 +70,7 @@ def to_label_list(value, n_rows, what, np, pd):
             reason="bad_shape",
         )
     if isinstance(value, (pd.Series, np.ndarray)):
-        items = _finite_floats(value, np) if len(value) == n_rows else None
+        items = _finite_floats(value, np, pd) if len(value) == n_rows else None
         if items is not None:
             return items
         items = value.tolist()
@@ -156,12 +156,12 @@ def _plain(items):
     return True
 
 
-def _finite_floats(value, np):
+def _finite_floats(value, np, pd):
     """A float array or Series as a list, NaN as None; None when it is no
     plain float column of at most 64 bits (a masked array, a longdouble, a
     nullable dtype) or holds an infinity: the loop handles those."""
     dtype = getattr(value, "dtype", None)
-    if type(value) is not np.ndarray and not _is_series(value):
+    if type(value) not in (np.ndarray, pd.Series):
         return None
     if not isinstance(dtype, np.dtype) or dtype.kind != "f" or dtype.itemsize > 8:
         return None
@@ -172,12 +172,6 @@ def _finite_floats(value, np):
     for i in np.flatnonzero(np.isnan(a)).tolist():
         items[i] = None
     return items
-
-
-def _is_series(value):
-    import pandas as pd
-
-    return type(value) is pd.Series
 
 
 def encode_labels(labels, scores):

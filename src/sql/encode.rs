@@ -279,10 +279,6 @@ impl Table {
         Ok(())
     }
 
-    pub fn columns(&mut self) -> &mut [Column] {
-        &mut self.columns
-    }
-
     /// Build the arrays and write them as one Arrow IPC stream.
     pub fn finish(self) -> Result<Rows, SqlError> {
         let row_count = self.rows as usize;

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 
 use arrow_array::RecordBatch;
@@ -62,10 +62,6 @@ impl ArrowFile {
         self.len == 0
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
-    }
-
     /// The fd to hand on (the child gets its own copy of it).
     pub fn into_fd(self) -> OwnedFd {
         OwnedFd::from(self.file)
@@ -98,12 +94,12 @@ mod tests {
         let bytes = f.to_vec().unwrap();
         assert_eq!(bytes.len() as u64, f.len());
         // Not even through a fresh, writable open of the same file.
-        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f.fd()));
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f.file));
         let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         assert!(w.write_at(b"x", 0).is_err(), "a sealed memfd took a write");
         assert!(w.set_len(f.len() * 2).is_err(), "a sealed memfd grew");
         assert!(w.set_len(1).is_err(), "a sealed memfd shrank");
-        let seals = fcntl(f.fd(), FcntlArg::F_GET_SEALS).unwrap();
+        let seals = fcntl(&f.file, FcntlArg::F_GET_SEALS).unwrap();
         assert_ne!(seals & SealFlag::F_SEAL_SEAL.bits(), 0);
     }
 }

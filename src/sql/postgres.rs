@@ -68,13 +68,6 @@ impl Lease {
         self.conn.as_mut().expect("leased")
     }
 
-    /// Close the session without cancelling anything (nothing runs).
-    pub(super) fn close(mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            conn.close_on_drop();
-        }
-    }
-
     /// Roll back and reset the session; back to the pool only if that worked.
     pub(super) async fn release(mut self) {
         if self.conn().execute(RESET).await.is_ok() {
@@ -215,17 +208,16 @@ impl PgSource {
         access: Access<'_>,
         limits: FetchLimits,
     ) -> Result<Rows, SqlError> {
+        if sql.contains('\0') {
+            // PostgreSQL's Parse would take the text up to it as the statement.
+            return Err(SqlError::Rejected(super::Rejection("the query contains a NUL character".into())));
+        }
         let mut lease = Lease::acquire(&self.pool).await?;
         // Our own fixed text, so the simple protocol may carry several
         // statements; the last one names the backend, to cancel it by.
         let begin = format!("{}; SELECT pg_backend_pid()", self.begin(limits, access.role));
         let rows = sqlx::raw_sql(AssertSqlSafe(begin)).fetch_all(lease.conn()).await.map_err(db_error)?;
         lease.pid = rows.last().and_then(|r| r.try_get::<i32, _>(0).ok());
-        if sql.contains('\0') {
-            // PostgreSQL's Parse would take the text up to it as the statement.
-            lease.release().await;
-            return Err(SqlError::Rejected(super::Rejection("the query contains a NUL character".into())));
-        }
         let (result, ending) =
             tokio::time::timeout(limits.timeout + CLIENT_GRACE, run(lease.conn(), sql, params, limits))
                 .await
@@ -235,7 +227,11 @@ impl PgSource {
         // drop).
         match ending {
             Ending::Clean => lease.release().await,
-            Ending::Close => lease.close(),
+            // Without a backend to cancel, the drop only closes it.
+            Ending::Close => {
+                lease.pid = None;
+                drop(lease);
+            }
             Ending::Abandoned => drop(lease),
         }
         result
