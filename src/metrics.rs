@@ -59,7 +59,9 @@ impl Metrics {
         out += &format!("sluice_execution_seconds_sum {}\n", m.sum_s);
         out += &format!("sluice_execution_seconds_count {}\n", m.count);
         for (name, help, value) in gauges {
-            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+            // Read at render time; a `_total` only grows (a counter).
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
         }
         out
     }

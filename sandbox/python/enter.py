@@ -1,4 +1,5 @@
-"""The forked child's way into the sandbox: one ordered list of steps.
+"""The forked child's way into the sandbox: one ordered list of steps,
+then the arrival of its one request.
 
 The order of STEPS is the heart of the security model: each step needs
 something a later one takes away (privileges, the filesystem, system
@@ -6,12 +7,21 @@ calls), so they run exactly in this order, and the comment above each says
 why it sits where it does. `enter(ctx)` runs them; any failure raises and
 the child answers internal_error without running user code.
 
+A child is forked and enters the sandbox before any request exists (a
+pre-forked spare, under the policy's ceilings). `receive(ctx)` then waits
+on its own request channel for exactly one request (header, code, the
+rows' sealed memfd), lowers its limits to the request's and closes the
+channel: a child runs one request and exits.
+
 This module (like every harness module) is imported by the zygote before
 it forks: once landlocked, the child cannot read the runtime directory.
 """
 
+import array
+import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -30,17 +40,22 @@ STEPS = [
     ("die with parent", "die_with_parent"),
     # Before the uid change and the filters: nothing inherited from the
     # zygote (its control socket above all, its wakeup pipe, libraries' fds)
-    # crosses into the sandbox: only its two pipes and its rows stay, and
-    # /dev/null on 0-2.
+    # crosses into the sandbox: only its request channel and its result
+    # pipe stay, and /dev/null on 0-2.
     ("keep only its pipes", "keep_only_its_pipes"),
+    # Before seccomp (which allows neither pidfd_open nor sendmsg): the
+    # server gets this process's own pidfd on its channel, and kills it
+    # through it once its result is in, without waiting on the zygote.
+    ("hand the server its pidfd", "send_pidfd"),
     # Needs the privileges it ends with: its own mount namespace with the
     # scratch tmpfs, its own uid (as root), no capabilities. Every later step
     # runs unprivileged.
     ("enter namespaces/uid", "enter_namespace_and_uid"),
     # After the mount: the working directory is the tmpfs, not what is under it.
     ("scratch dir, clean env", "scratch_dir_clean_env"),
-    # Just before the filters and the payload: the address-space budget is
-    # the request's memory on top of what the process has mapped by now.
+    # Just before the filters: the address-space budget is the policy's
+    # largest memory on top of what the process has mapped by now (lowered
+    # to the request's on arrival: a limit can always be lowered).
     ("rlimits", "set_rlimits"),
     # Once the filesystem is final (the scratch rule must name the tmpfs, and
     # a landlocked process can no longer mount); before seccomp, which does
@@ -57,7 +72,8 @@ STEPS = [
 
 class Context:
     """What the steps share: the zygote (its native binding, mount
-    namespace and seccomp programs), the request header, the request's
+    namespace and seccomp programs), the spawn header (the policy's
+    ceilings; the request's limits replace them on arrival), the child's
     fds (renumbered by "keep only its pipes") and the timings the result
     frame reports."""
 
@@ -65,8 +81,9 @@ class Context:
         self.zygote = zygote
         self.native = zygote.native
         self.req = req
-        # The code pipe, the result pipe and the rows' sealed memfd.
-        self.in_fd, self.out_fd, self.rows_fd = fds
+        # The request channel (a Unix stream socket) and the result pipe.
+        self.channel_fd, self.out_fd = fds
+        self.channel = None
         self.timings = {}
 
 
@@ -93,8 +110,19 @@ def die_with_parent(ctx):
 
 
 def keep_only_its_pipes(ctx):
-    # File descriptors: only our two pipes, the rows and /dev/null on 0-2.
-    ctx.in_fd, ctx.out_fd, ctx.rows_fd = keep_only_fds(ctx.in_fd, ctx.out_fd, ctx.rows_fd)
+    # File descriptors: only the request channel, the result pipe and
+    # /dev/null on 0-2. The channel's socket object is made here, with its
+    # family and type given, so no system call is needed to build it.
+    ctx.channel_fd, ctx.out_fd = keep_only_fds(ctx.channel_fd, ctx.out_fd)
+    ctx.channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=ctx.channel_fd)
+
+
+def send_pidfd(ctx):
+    pidfd = os.pidfd_open(os.getpid())
+    try:
+        ctx.channel.sendmsg([b"p"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))])
+    finally:
+        os.close(pidfd)
 
 
 def enter_namespace_and_uid(ctx):
@@ -122,15 +150,7 @@ def set_rlimits(ctx):
     # memory budget comes on top of that, plus a fixed headroom for what is
     # reserved but rarely used: thread stacks, malloc arenas, the harness's
     # own copy of the rows.
-    req = ctx.req
-    vm_kb = proc_status_kb("VmSize")
-    ctx.native.set_rlimits(
-        int(req["cpu_s"]),
-        vm_kb * 1024 + (int(req["memory_mb"]) + AS_HEADROOM_MB) * MB,
-        int(req["max_threads"]),
-        int(req["max_open_files"]),
-        int(req["max_file_size_mb"]) * MB,
-    )
+    apply_rlimits(ctx, ctx.req)
 
 
 def apply_landlock(ctx):
@@ -160,6 +180,68 @@ def apply_seccomp(ctx):
 
 
 _STEP_FUNCTIONS = [(name, globals()[fn]) for name, fn in STEPS]
+
+
+# --------------------------------------------------------------------------
+# The request's arrival, once every step above is in force.
+
+# The header (limits, entrypoint) is small; the code follows it.
+MAX_HEADER = 64 * 1024
+
+
+def receive(ctx):
+    """Wait for this child's one request on its channel: a 4-byte length,
+    the JSON header, then the code up to EOF, with the rows' sealed memfd
+    as the one fd passed along (SCM_RIGHTS). Then the limits come down to
+    the request's and the channel is closed, before any user code runs.
+    Returns (code text, rows fd)."""
+    try:
+        code, rows_fd = _read_request(ctx)
+        lower_limits(ctx)
+        # One byte: the request is here and the limits are the request's (a
+        # spare that died while it waited never sends it, and the server
+        # hands the request to another).
+        os.write(ctx.channel.fileno(), b"r")
+    finally:
+        ctx.channel.close()
+        ctx.channel = None
+    return code, rows_fd
+
+
+def _read_request(ctx):
+    data = bytearray()
+    fds = []
+    while True:
+        chunk, ancdata, flags, _ = ctx.channel.recvmsg(1 << 20, socket.CMSG_SPACE(4 * array.array("i").itemsize))
+        if flags & socket.MSG_CTRUNC:
+            raise RuntimeError("request channel: more than one fd was passed")
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                got = array.array("i")
+                got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
+                fds.extend(got)
+        if not chunk:
+            break
+        data += chunk
+    if len(fds) != 1 or len(data) < 4:
+        for fd in fds:
+            os.close(fd)
+        raise RuntimeError(f"request channel: {len(fds)} fds and {len(data)} bytes, not one request")
+    size = int.from_bytes(data[:4], "big")
+    if size > MAX_HEADER or 4 + size > len(data):
+        raise RuntimeError(f"request channel: bad header length {size}")
+    header = json.loads(bytes(data[4 : 4 + size]))
+    # The request's limits replace the policy's ceilings in the header the
+    # rest of the child reads.
+    ctx.req = {**ctx.req, **header["limits"], "entrypoint": header["entrypoint"]}
+    return bytes(data[4 + size :]).decode("utf-8"), fds[0]
+
+
+def lower_limits(ctx):
+    # Down to the request's (the kernel refuses to raise a hard limit; the
+    # native side clamps to the current one). Its cgroup's memory limit
+    # was lowered by the server before the code was sent.
+    apply_rlimits(ctx, ctx.req)
 
 
 # --------------------------------------------------------------------------
@@ -234,6 +316,17 @@ def keep_only_fds(*fds):
             lo = fd + 1
     os.closerange(lo, 65536)
     return moved
+
+
+def apply_rlimits(ctx, limits):
+    vm_kb = proc_status_kb("VmSize")
+    ctx.native.set_rlimits(
+        int(limits["cpu_s"]),
+        vm_kb * 1024 + (int(limits["memory_mb"]) + AS_HEADROOM_MB) * MB,
+        int(limits["max_threads"]),
+        int(limits["max_open_files"]),
+        int(limits["max_file_size_mb"]) * MB,
+    )
 
 
 def proc_status_kb(field):

@@ -36,7 +36,7 @@ import os
 import socket
 import sys
 
-PROTOCOL_VERSION = 3  # of the control socket (crate::executor::protocol::VERSION)
+PROTOCOL_VERSION = 4  # of the control socket (crate::executor::protocol::VERSION)
 ABI_VERSION = 3  # of libsluice_sandbox.so (sandbox/src/lib.rs)
 
 # `-I` leaves this file's directory off sys.path. Import every harness module

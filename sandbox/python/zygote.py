@@ -4,14 +4,17 @@ per request.
 Start-up (called by harness.py `main`): `warm_up` imports the scientific
 stack and runs the request path once, so every child starts from that image.
 Then `Zygote.serve` answers the control socket (fd 0, a Unix SOCK_DGRAM):
-each `run` request carries three fds (code pipe, result pipe, the rows'
-sealed memfd) and a JSON header; the zygote forks a child
-(`runner.child_main`: enter the sandbox, run, answer, `_exit`), reaps
-it, enforces the wall-clock limit, kills it when the server says its request
-ended (`kill`), and reports the ending (signal, exit code, CPU, peak memory)
-as an `exited` event. An empty datagram asks it to stop.
+each `spawn` carries two fds (the child's request channel, its result pipe)
+and a JSON header (the policy's sandbox and ceilings); the zygote forks a
+child (`runner.child_main`: enter the sandbox, warm up, wait for its one
+request on the channel, run, answer, `_exit`), reaps it, starts its
+wall-clock limit when the server hands it a request (`arm`), kills it when
+the server says its request ended (`kill`), and reports the ending (signal,
+exit code, CPU, peak memory) as an `exited` event. An empty datagram asks
+it to stop.
 
-The zygote never reads request data and never runs user code itself.
+The zygote never reads request data and never runs user code itself: the
+server sends each request straight to its child.
 """
 
 import ctypes
@@ -134,6 +137,7 @@ def warm_request_path():
     seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     df = runner.to_dataframe(runner.map_rows(fd))
+    runner.WARM_ROWS = sink.getvalue().to_pybytes()
     out = runner.Capture(1024)
     for code in (
         "def classify(df):\n    return [str(v) for v in df['s']]\n",
@@ -189,6 +193,31 @@ def seccomp_available():
     return libc.prctl(21, 0, 0, 0, 0) >= 0
 
 
+def cpu_ns(pid):
+    """CPU time (ns) of an unreaped child, from the kernel: the sum of its
+    live threads' run time (/proc/<pid>/task/*/schedstat, ns-precise), or
+    the whole process's utime+stime (which also counts threads that
+    ended, in clock ticks) when that is more. (executor/usage.rs reads it
+    the same way.)"""
+    threads = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    threads += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return threads
+    return max(threads, ticks * 1_000_000_000 // CLOCK_TICKS)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def thread_count():
     return len(os.listdir("/proc/self/task"))
 
@@ -203,7 +232,8 @@ class Zygote:
         self.ctl = ctl
         self.mount_namespace = mount_namespace
         self.programs = {}  # seccomp wire-format files, read once
-        self.children = {}  # pid -> dict(id, deadline, started)
+        # pid -> dict(id, deadline (None until armed), started, killed)
+        self.children = {}
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wakeup_r = rfd
         self.wakeup_w = wfd
@@ -241,10 +271,11 @@ class Zygote:
             self.reap()
 
     def next_deadline_ms(self):
-        if not self.children:
+        deadlines = [c["deadline"] for c in self.children.values() if c["deadline"] is not None]
+        if not deadlines:
             return -1
         now = time.monotonic()
-        nearest = min(c["deadline"] for c in self.children.values())
+        nearest = min(deadlines)
         return max(0, int((nearest - now) * 1000) + 1)
 
     def drain_wakeup(self):
@@ -272,12 +303,15 @@ class Zygote:
                 os.close(fd)
             log("malformed control message")
             return True
-        if req.get("op") == "kill":
+        if req.get("op") in ("kill", "arm"):
             for fd in fds:
                 os.close(fd)
-            self.kill(req.get("id"))
+            if req["op"] == "kill":
+                self.kill(req.get("id"))
+            else:
+                self.arm(req.get("id"), req.get("timeout_s"))
             return True
-        if req.get("op") != "run" or len(fds) != 3:
+        if req.get("op") != "spawn" or len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             self.send({"event": "error", "id": req.get("id"), "message": "bad request"})
@@ -301,18 +335,25 @@ class Zygote:
             runner.child_main(self, req, fds)  # never returns
         for fd in fds:
             os.close(fd)
-        now = time.monotonic()
-        self.children[pid] = {
-            "id": req["id"],
-            "deadline": now + float(req["timeout_s"]),
-            "started": now,
-            "killed": None,
-        }
+        self.children[pid] = {"id": req["id"], "deadline": None, "started": time.monotonic(), "killed": None}
         self.send({"event": "started", "id": req["id"], "pid": pid})
         return True
 
+    def arm(self, child_id, timeout_s):
+        """The server handed this child its request: its wall clock starts,
+        and the CPU it used so far (entering the sandbox, warming up) is not
+        the request's."""
+        for pid, c in self.children.items():
+            if c["id"] == child_id and c["deadline"] is None:
+                now = time.monotonic()
+                c["started"] = now
+                c["deadline"] = now + float(timeout_s)
+                c["cpu0_ns"] = cpu_ns(pid)
+
     def kill(self, request_id):
-        """The server is done with this request: its child goes now."""
+        """The server is done with this request: its child goes now. (The
+        server kills a child whose result is in through its pidfd; this is
+        for every other ending.)"""
         for pid, c in self.children.items():
             if c["id"] == request_id:
                 if c["killed"] is None:
@@ -325,7 +366,7 @@ class Zygote:
     def enforce_deadlines(self):
         now = time.monotonic()
         for pid, c in self.children.items():
-            if c["killed"] is None and now >= c["deadline"]:
+            if c["killed"] is None and c["deadline"] is not None and now >= c["deadline"]:
                 c["killed"] = "wall_clock"
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -350,7 +391,7 @@ class Zygote:
                     "pid": pid,
                     "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                     "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                    "cpu_ms": int((ru.ru_utime + ru.ru_stime) * 1000),
+                    "cpu_ms": max(0, int((ru.ru_utime + ru.ru_stime) * 1e9) - c.get("cpu0_ns", 0)) // 1_000_000,
                     "maxrss_kb": ru.ru_maxrss,
                     "wall_ms": (time.monotonic() - c["started"]) * 1000.0,
                     "killed": c["killed"],

@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use authz::{Caller, Grant, act, grant};
-pub use startup::{AppConfig, StartError, audit_url};
+pub use startup::{AppConfig, DEFAULT_PREFORK, StartError, audit_url};
 pub use stop::StopReport;
 pub use types::{AppError, ExecuteRequest, ExecuteResponse, Resources, Timings};
 

@@ -60,7 +60,19 @@ impl App {
     /// Prometheus text for GET /metrics.
     pub async fn metrics_text(&self, _: &Grant<act::ReadMetrics>) -> String {
         let up = if self.executor.all_alive().await { 1.0 } else { 0.0 };
+        let (spares, target, misses) = self.executor.spare_stats();
         self.metrics.render(&[
+            (
+                "sluice_prefork_ready",
+                "Children forked and sandboxed ahead of time, waiting for a request (all policies).",
+                spares as f64,
+            ),
+            ("sluice_prefork_target", "Children the pools keep ready (all policies).", target as f64),
+            (
+                "sluice_prefork_misses_total",
+                "Requests that found no child ready and forked their own on their path.",
+                misses as f64,
+            ),
             ("sluice_zygotes_up", "1 when every environment's zygote is running.", up),
             (
                 "sluice_ready",

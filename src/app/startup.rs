@@ -32,11 +32,18 @@ pub struct AppConfig {
     pub audit_database: Option<String>,
     /// Connections in the data source's pool (default: 2 × concurrency).
     pub db_connections: Option<usize>,
+    /// Pre-forked children each policy keeps ready, already in the
+    /// sandbox (0: fork each request's child on its path).
+    pub prefork: usize,
     /// Skip the audit log. Only the benchmark sets this, to measure what
     /// auditing costs; no flag, variable or policy reaches it.
     #[doc(hidden)]
     pub benchmark_without_audit: bool,
 }
+
+/// Spares per policy by default: each costs a few MB (its own pages over
+/// the zygote's shared image) and a sandbox uid.
+pub const DEFAULT_PREFORK: usize = 2;
 
 impl AppConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -50,6 +57,7 @@ impl AppConfig {
             progress: true,
             audit_database: None,
             db_connections: None,
+            prefork: DEFAULT_PREFORK,
             benchmark_without_audit: false,
         }
     }
@@ -177,7 +185,7 @@ impl App {
             })?;
         let jail =
             crate::executor::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
-        let executor = Arc::new(Executor::new(files, scratch, built, jail));
+        let executor = Arc::new(Executor::new(files, scratch, built, jail, cfg.prefork));
         Ok(Arc::new_cyclic(|me| App {
             policies,
             audit,
@@ -203,6 +211,7 @@ impl App {
         }
         if !self.ready.swap(true, Ordering::SeqCst) {
             tokio::spawn(self.executor.clone().supervise());
+            tokio::spawn(self.executor.clone().keep_spares(self.policies.clone()));
         }
         Ok(())
     }

@@ -190,6 +190,10 @@ struct ServeArgs {
     /// Connections in the database pool. Default: 2 × concurrency.
     #[arg(long, env = "SLUICE_DB_CONNECTIONS")]
     db_connections: Option<usize>,
+    /// Children each policy keeps forked and already sandboxed, waiting
+    /// for a request (0: fork each request's child on its path).
+    #[arg(long, env = "SLUICE_PREFORK", default_value_t = crate::app::DEFAULT_PREFORK, value_name = "N")]
+    prefork: usize,
     /// On SIGTERM or SIGINT, seconds the executions in flight get to finish
     /// before they are killed (and recorded `interrupted`).
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value_t = 30.0, value_name = "S")]

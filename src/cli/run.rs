@@ -24,6 +24,7 @@ pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> 
         cfg.queue = q;
     }
     cfg.db_connections = a.db_connections;
+    cfg.prefork = a.prefork;
     let app = App::build(cfg).await?;
     let keys = app.keys(&grant::<act::ManageKeys>(&cli_caller())?);
     if keys.active_key_count().await? == 0 {
@@ -148,6 +149,8 @@ pub async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cfg = app_config(data_dir, &a.source);
     cfg.concurrency = 1;
+    // One request: its child is forked on its path, none is kept waiting.
+    cfg.prefork = 0;
     let app = App::build(cfg).await?;
     app.warm_up().await?;
     let req = ExecuteRequest {

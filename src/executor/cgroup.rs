@@ -31,6 +31,8 @@ pub struct RequestCgroup {
     procs: Vec<PathBuf>,
     /// Where the kernel counts OOM kills (`memory.events` / `memory.oom_control`).
     events: PathBuf,
+    /// The memory limit's file, then (v1) the memory+swap one.
+    limits: Vec<PathBuf>,
 }
 
 /// Remove the (empty) groups of sluice servers that are no longer running.
@@ -124,6 +126,7 @@ impl Cgroups {
                     dirs: vec![dir.clone()],
                     procs: vec![dir.join("cgroup.procs")],
                     events: dir.join("memory.events"),
+                    limits: vec![dir.join("memory.max")],
                 };
                 write(&dir.join("memory.max"), &bytes)?;
                 let _ = write(&dir.join("memory.swap.max"), "0");
@@ -137,6 +140,7 @@ impl Cgroups {
                     dirs: vec![m.clone(), p.clone()],
                     procs: vec![m.join("cgroup.procs"), p.join("cgroup.procs")],
                     events: m.join("memory.oom_control"),
+                    limits: vec![m.join("memory.limit_in_bytes"), m.join("memory.memsw.limit_in_bytes")],
                 };
                 std::fs::create_dir(&p)?;
                 write(&m.join("memory.limit_in_bytes"), &bytes)?;
@@ -170,6 +174,20 @@ impl RequestCgroup {
         tokio::task::spawn_blocking(move || procs.iter().try_for_each(|p| write(p, &pid.to_string())))
             .await
             .map_err(std::io::Error::other)?
+    }
+
+    /// Lower the memory limit to a request's `memory_mb` (plus the
+    /// harness's headroom). The memory limit first: v1 refuses a
+    /// memory+swap limit below it. Without swap accounting there is no
+    /// memory+swap file, which is fine.
+    pub fn set_memory(&self, memory_mb: u64) -> std::io::Result<()> {
+        let bytes = ((memory_mb + HEADROOM_MB) * 1024 * 1024).to_string();
+        let (first, rest) = self.limits.split_first().expect("a memory limit file");
+        write(first, &bytes)?;
+        for f in rest {
+            let _ = write(f, &bytes);
+        }
+        Ok(())
     }
 
     /// The most memory the cgroup was charged (pages the child wrote,

@@ -5,8 +5,11 @@ pub mod cgroup;
 mod frame;
 pub mod jail;
 mod outcome;
+mod pool;
 pub mod protocol;
+mod request;
 mod running;
+mod usage;
 pub use protocol::ChildLimits;
 pub mod scratch;
 pub mod seccomp;
@@ -18,18 +21,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
 use serde_json::json;
 use uuid::Uuid;
 
-use outcome::Frame;
 pub use outcome::Outcome;
-use running::{Running, read_result, wait_exit, wait_started, write_payload};
+use pool::Pools;
 use zygote::Zygote;
 
 use crate::environment::Environment;
 use crate::executor::jail::Jail;
-use crate::policy::{Policies, Policy};
+use crate::policy::Policies;
 use crate::runtime::RuntimeFiles;
 
 /// Extra time, past the wall-clock limit, before the server stops waiting
@@ -90,10 +91,20 @@ pub struct Executor {
     /// Cleanups of children whose request ended early (reap, uid, cgroup,
     /// scratch dir): a stop waits for them.
     cleanups: tokio_util::task::TaskTracker,
+    /// Pre-forked children waiting for a request, per policy.
+    pools: Pools,
 }
 
 impl Executor {
-    pub fn new(files: RuntimeFiles, scratch_root: PathBuf, envs: Vec<Environment>, jail: Jail) -> Self {
+    /// `spares`: pre-forked children each policy keeps ready (0: a child
+    /// is forked for each request on its path).
+    pub fn new(
+        files: RuntimeFiles,
+        scratch_root: PathBuf,
+        envs: Vec<Environment>,
+        jail: Jail,
+        spares: usize,
+    ) -> Self {
         let slots = envs
             .into_iter()
             .map(|env| {
@@ -107,7 +118,15 @@ impl Executor {
             .collect();
         let uids =
             nix::unistd::geteuid().is_root().then(|| Arc::new(uids::UidPool::new(uids::BASE, uids::COUNT)));
-        Self { files, scratch_root, slots, uids, jail, cleanups: Default::default() }
+        Self {
+            files,
+            scratch_root,
+            slots,
+            uids,
+            jail,
+            cleanups: Default::default(),
+            pools: Pools::new(spares),
+        }
     }
 
     /// How the zygote is started: the uids its children get and the
@@ -196,6 +215,8 @@ impl Executor {
     /// Wait (up to `CLEANUP_WAIT`) for the cleanups of children whose
     /// request ended early.
     pub async fn cleaned_up(&self) {
+        // Waiting spares go first: their cleanups are tracked too.
+        self.pools.close();
         self.cleanups.close();
         if tokio::time::timeout(CLEANUP_WAIT, self.cleanups.wait()).await.is_err() {
             tracing::warn!(left = self.cleanups.len(), "child cleanups did not finish");
@@ -218,157 +239,28 @@ impl Executor {
         true
     }
 
+    /// Pre-forked children: (ready now, target over all policies, requests
+    /// that found none and forked their own).
+    pub fn spare_stats(&self) -> (usize, usize, u64) {
+        self.pools.stats()
+    }
+
     /// Start-up facts about each running zygote (for /readyz).
     pub async fn describe(&self) -> serde_json::Value {
         let mut out = serde_json::Map::new();
         for (name, slot) in &self.slots {
             let v = match slot.current.lock().await.as_ref() {
-                Some(z) => {
-                    json!({"alive": z.is_alive(), "zygote": z.ready, "layers": self.jail.layers(&z.ready)})
-                }
+                Some(z) => json!({
+                    "alive": z.is_alive(),
+                    "zygote": z.ready,
+                    "layers": self.jail.layers(&z.ready),
+                    "prefork": self.pools.describe(name),
+                }),
                 None => json!({"alive": false}),
             };
             out.insert(name.clone(), v);
         }
         serde_json::Value::Object(out)
-    }
-
-    /// Run one job to an outcome. `Err` only for sluice's own failures.
-    /// However the request ends (a result, an error, the caller going
-    /// away), its child is killed and reaped before its uid is reused.
-    pub async fn run(&self, policy: &Policy, job: Job) -> Result<Outcome, ExecError> {
-        let zygote = self.zygote(&policy.environment).await?;
-        let uid = match &self.uids {
-            Some(pool) => Some(pool.acquire().ok_or_else(|| {
-                ExecError::Start(format!("all {} sandbox uids are in use", pool.capacity()))
-            })?),
-            None => None,
-        };
-        // Only a mount point: the child mounts its own tmpfs on it.
-        let scratch = self.scratch_root.join(job.id.to_string());
-        std::fs::create_dir_all(&scratch)
-            .map_err(|source| ExecError::Io { what: "creating the scratch dir", source })?;
-        let sandbox = self.jail.child_sandbox(policy, &zygote.ready);
-        let cgroup = match &self.jail.cgroups {
-            Ok(c) => {
-                Some(c.create(&job.id.to_string(), job.limits.memory_mb, job.limits.max_threads).map_err(
-                    |source| {
-                        let _ = std::fs::remove_dir(&scratch);
-                        ExecError::Io { what: "creating the request's cgroup", source }
-                    },
-                )?)
-            }
-            Err(_) => None,
-        };
-        let running = Running {
-            zygote: zygote.clone(),
-            id: job.id,
-            events: None,
-            uid,
-            cgroup,
-            scratch: Some(scratch.clone()),
-            reaped: false,
-            cleanups: self.cleanups.clone(),
-        };
-        let header = protocol::Run {
-            op: "run",
-            id: job.id,
-            limits: &job.limits,
-            entrypoint: &job.entrypoint,
-            scratch: &scratch,
-            seccomp: sandbox.seccomp.as_deref(),
-            sandbox: protocol::SandboxSpec { landlock: sandbox.landlock, seccomp: sandbox.seccomp.is_some() },
-            uid: running.uid.as_ref().map(|u| u.uid()),
-        };
-        let header = header.encode();
-        let result = self.run_in(&zygote, header, job, running).await;
-        if matches!(result, Err(ExecError::ZygoteGone | ExecError::Protocol(_))) {
-            zygote.kill();
-        }
-        result
-    }
-
-    async fn run_in(
-        &self,
-        zygote: &Zygote,
-        header: protocol::Encoded,
-        job: Job,
-        mut running: Running,
-    ) -> Result<Outcome, ExecError> {
-        let pipe = || {
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io { what: "pipe", source: e.into() })
-        };
-        let (in_r, in_w) = pipe()?;
-        let (out_r, out_w) = pipe()?;
-        let l = job.limits;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(l.timeout_s) + BACKSTOP;
-        let backstop = || {
-            ExecError::Protocol(format!(
-                "no report from the zygote {:.0} s after the wall-clock limit",
-                BACKSTOP.as_secs_f64()
-            ))
-        };
-        let t0 = std::time::Instant::now();
-        let rows = job.rows.into_fd();
-        let events = running.events.insert(zygote.submit(job.id, header, [in_r, out_w, rows]).await?);
-
-        // The child waits for its code; it joins the request's cgroup
-        // before it gets it (the server moves it: the cgroup files are
-        // not the child's to write).
-        let pid = match tokio::time::timeout_at(deadline, wait_started(events)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(backstop()),
-        };
-        let t_started = t0.elapsed();
-        if let Some(c) = &running.cgroup {
-            c.join(pid)
-                .await
-                .map_err(|source| ExecError::Io { what: "moving the child into its cgroup", source })?;
-        }
-        let t_joined = t0.elapsed();
-
-        // The code; closing the pipe tells the child to go on.
-        let payload = job.code.into_bytes();
-
-        let cap = l.max_output_bytes + l.max_stdout_bytes + l.max_stderr_bytes + RESULT_SLACK;
-        let io = async { tokio::join!(write_payload(in_w, payload), read_result(out_r, cap)).1 };
-        let frame = match tokio::time::timeout_at(deadline, io).await {
-            Ok(read) => Frame::parse(
-                read.map_err(|source| ExecError::Io { what: "reading the child's result", source })?,
-            ),
-            Err(_) => return Err(backstop()),
-        };
-        // A complete frame decides the outcome, but the request is not over
-        // while its process lives: code that wrote a result and kept running
-        // is killed now. CPU and memory come from the kernel (the zygote's
-        // wait4), never from the child's own report.
-        let t_frame = t0.elapsed();
-        if let Frame::Complete(r) = &frame {
-            tracing::debug!(execution_id = %job.id, timings = ?r.timings, "child steps");
-            zygote.kill_child(job.id);
-        }
-        let exit = match tokio::time::timeout_at(deadline, wait_exit(events)).await {
-            Ok(exit) => exit?,
-            Err(_) => return Err(backstop()),
-        };
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        tracing::debug!(
-            execution_id = %job.id,
-            started_ms = ms(t_started),
-            cgroup_ms = ms(t_joined - t_started),
-            run_ms = ms(t_frame - t_joined),
-            exit_ms = ms(t0.elapsed() - t_frame),
-            "sandbox steps"
-        );
-        running.reaped = true;
-        let oom = running.cgroup.as_ref().map(|c| c.oom_killed());
-        // wait4's peak RSS misses pages the child no longer maps (tmpfs,
-        // memfd); the cgroup was charged for them.
-        let mut exit = exit;
-        if let Some(peak) = running.cgroup.as_ref().and_then(|c| c.peak_kb()) {
-            exit.maxrss_kb = exit.maxrss_kb.max(peak);
-        }
-        Ok(outcome::classify(&job.limits, job.row_count, exit, frame, oom))
     }
 }
 

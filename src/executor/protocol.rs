@@ -1,6 +1,8 @@
 //! The host ⇄ zygote protocol, typed and versioned. The server sends one
-//! JSON datagram per message (`Run`, `Kill`; an empty datagram asks the
-//! zygote to stop); the zygote answers with `Wire` events. The zygote's
+//! JSON datagram per message (`Spawn`, `Arm`, `Kill`; an empty datagram
+//! asks the zygote to stop); the zygote answers with `Wire` events. A
+//! request itself never passes through the zygote: the server writes it
+//! (`Request` header, code, the rows' memfd) to the child's own channel. The zygote's
 //! `ready` names the protocol version it speaks, and the server refuses a
 //! zygote that speaks another (sandbox/python/harness.py
 //! `PROTOCOL_VERSION`; a unit test in runtime.rs keeps them equal).
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The version of this protocol.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Largest datagram either side sends.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -40,15 +42,16 @@ pub struct SandboxSpec {
     pub seccomp: bool,
 }
 
-/// Fork a child for request `id` (sent with the child's three fds: the
-/// code pipe, the result pipe, the rows' sealed memfd).
+/// Fork child `id`, which enters the sandbox and waits for its request
+/// (sent with the child's two fds: its request channel, a Unix stream
+/// socket, and its result pipe). `limits` are the policy's ceilings: the
+/// request's, never higher, replace them on arrival.
 #[derive(Debug, Serialize)]
-pub struct Run<'a> {
+pub struct Spawn<'a> {
     pub op: &'static str,
     pub id: Uuid,
     #[serde(flatten)]
     pub limits: &'a ChildLimits,
-    pub entrypoint: &'a str,
     /// The mount point of its scratch tmpfs.
     pub scratch: &'a Path,
     /// The compiled seccomp program, if the policy has one.
@@ -58,14 +61,41 @@ pub struct Run<'a> {
     pub uid: Option<u32>,
 }
 
-impl Run<'_> {
+impl Spawn<'_> {
     pub fn encode(&self) -> Encoded {
         Encoded(serde_json::to_vec(self).expect("serializable"))
     }
 }
 
-/// A `Run` as the zygote reads it.
+/// A `Spawn` as the zygote reads it.
 pub struct Encoded(pub Vec<u8>);
+
+/// Child `id` has its request: its wall-clock limit starts now.
+#[derive(Debug, Serialize)]
+pub struct Arm {
+    pub op: &'static str,
+    pub id: Uuid,
+    pub timeout_s: f64,
+}
+
+/// The header of a request on a child's channel (after a 4-byte
+/// big-endian length; the code follows up to EOF, the rows' memfd rides
+/// along as `SCM_RIGHTS`): the request's own limits and entrypoint.
+#[derive(Debug, Serialize)]
+pub struct Request<'a> {
+    pub limits: &'a ChildLimits,
+    pub entrypoint: &'a str,
+}
+
+impl Request<'_> {
+    /// Length-prefixed, as `enter.receive` reads it.
+    pub fn frame(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("serializable");
+        let mut out = (json.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&json);
+        out
+    }
+}
 
 /// SIGKILL request `id`'s child (the zygote reaps it: no pid reuse).
 #[derive(Debug, Serialize)]
@@ -120,7 +150,8 @@ pub struct Isolation {
     pub seccomp: bool,
 }
 
-/// How a child ended, as the zygote saw it.
+/// How a child ended (or was ended), as the zygote saw it. CPU counts
+/// from the moment its request was handed over.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Exit {
     pub exit_code: Option<i32>,

@@ -2,11 +2,13 @@
 //! and cleans up after it however the request ends, and the pipes and
 //! events of its run.
 
-use std::os::fd::OwnedFd;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use uuid::Uuid;
 
 use super::protocol::Exit;
@@ -25,6 +27,8 @@ pub(super) struct Running {
     /// Never outlives its request.
     pub(super) scratch: Option<PathBuf>,
     pub(super) reaped: bool,
+    /// The zygote was asked to kill it already.
+    pub(super) killed: bool,
     pub(super) cleanups: tokio_util::task::TaskTracker,
 }
 
@@ -36,7 +40,7 @@ impl Drop for Running {
             // child's mount namespace), so it can go at once.
             let _ = std::fs::remove_dir_all(dir);
         }
-        if !self.reaped {
+        if !self.reaped && !self.killed {
             self.zygote.kill_child(self.id);
         }
         let reaped = self.reaped;
@@ -70,12 +74,31 @@ impl Drop for Running {
     }
 }
 
-pub(super) async fn write_payload(fd: OwnedFd, payload: Vec<u8>) {
-    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
-        return;
-    };
-    // The child may die before reading everything (that is its outcome).
-    let _ = tx.write_all(&payload).await;
+/// The start of a request on a child's channel: the header frame with the
+/// rows' memfd attached. An error means the child was gone before it got
+/// anything (the caller may use another).
+pub(super) async fn send_header(
+    stream: tokio::net::UnixStream,
+    header: &[u8],
+    rows: &OwnedFd,
+) -> std::io::Result<tokio::net::UnixStream> {
+    let fds = [rows.as_raw_fd()];
+    let sent = stream
+        .async_io(Interest::WRITABLE, || {
+            sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[IoSlice::new(header)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        })
+        .await?;
+    let mut stream = stream;
+    // A stream socket may take a message in parts; the fd went with the first.
+    stream.write_all(&header[sent..]).await?;
+    Ok(stream)
 }
 
 /// The child's result bytes; `None` when it wrote more than `cap`.

@@ -2,12 +2,12 @@
 //!
 //! The zygote's stdin is one end of a `SOCK_DGRAM` Unix socketpair (message
 //! boundaries kept, reliable and ordered between local peers). For each
-//! request the server sends a JSON header plus three fds (`SCM_RIGHTS`):
-//! the child reads its code from the first pipe, maps its rows from the
-//! sealed memfd (the third) and writes its result to the second pipe, so
-//! request data never passes through the zygote. The zygote
-//! answers with `started` (child pid) and `exited` (how it ended, CPU, peak
-//! memory) events, one JSON object per packet.
+//! child the server sends a JSON header plus two fds (`SCM_RIGHTS`): the
+//! child's request channel (it receives its code and rows there, from the
+//! server, so request data never passes through the zygote) and its result
+//! pipe. The zygote answers with `started` (child pid) and `exited` (how it
+//! ended, CPU, peak memory) events, one JSON object per packet; `arm` starts
+//! a child's wall clock, `kill` ends it.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -144,7 +144,7 @@ impl Zygote {
         &self,
         id: Uuid,
         header: protocol::Encoded,
-        child_fds: [OwnedFd; 3],
+        child_fds: [OwnedFd; 2],
     ) -> Result<mpsc::UnboundedReceiver<Event>, ExecError> {
         if !self.is_alive() {
             return Err(ExecError::ZygoteGone);
@@ -187,13 +187,23 @@ impl Zygote {
     /// The request `id` is over: have the zygote SIGKILL its child (the
     /// zygote reaps it, so the pid cannot have been reused). Never blocks.
     pub fn kill_child(&self, id: Uuid) {
+        self.send_op(&protocol::Kill::new(id));
+    }
+
+    /// Child `id` has its request: the zygote starts its wall clock.
+    /// Never blocks.
+    pub fn arm(&self, id: Uuid, timeout_s: f64) {
+        self.send_op(&protocol::Arm { op: "arm", id, timeout_s });
+    }
+
+    fn send_op(&self, op: &impl serde::Serialize) {
         if !self.is_alive() {
             return;
         }
-        let msg = serde_json::to_vec(&protocol::Kill::new(id)).expect("serializable");
+        let msg = serde_json::to_vec(op).expect("serializable");
         if let Err(e) = self.ctl.try_send(&msg) {
             let ctl = self.ctl.clone();
-            tracing::debug!("control socket busy ({e}); sending the kill asynchronously");
+            tracing::debug!("control socket busy ({e}); sending asynchronously");
             tokio::spawn(async move {
                 let _ = ctl.send(&msg).await;
             });

@@ -66,11 +66,20 @@ pub struct Options {
     pub database: Option<String>,
     /// `None`: `policies_dir()`.
     pub policies: Option<PathBuf>,
+    /// Pre-forked children per policy.
+    pub prefork: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { concurrency: 2, queue: 32, warm: true, database: None, policies: None }
+        Self {
+            concurrency: 2,
+            queue: 32,
+            warm: true,
+            database: None,
+            policies: None,
+            prefork: sluice::app::DEFAULT_PREFORK,
+        }
     }
 }
 
@@ -86,6 +95,7 @@ pub fn start(opts: Options) -> Server {
             cfg.database = opts.database.clone();
             cfg.concurrency = opts.concurrency;
             cfg.queue = opts.queue;
+            cfg.prefork = opts.prefork;
             cfg.progress = false;
             let app = App::build(cfg).await.expect("building the app");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -133,6 +143,23 @@ pub fn client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", key()).parse().unwrap());
     reqwest::Client::builder().timeout(Duration::from_secs(120)).default_headers(headers).build().unwrap()
+}
+
+/// GET /readyz with the test key (the details).
+pub async fn readyz(base: &str) -> Value {
+    client().get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap()
+}
+
+/// Pids of the pre-forked children waiting in every pool of the default
+/// environment (from /readyz).
+pub fn spare_pids(ready: &Value) -> Vec<i32> {
+    let pools = ready["environments"]["default"]["prefork"].as_object().cloned().unwrap_or_default();
+    pools
+        .values()
+        .flat_map(|p| p["pids"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_i64())
+        .map(|p| p as i32)
+        .collect()
 }
 
 /// POST /execute-classifier; returns (HTTP status, body).

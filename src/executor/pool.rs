@@ -1,0 +1,294 @@
+//! Pre-forked children ("spares"). A spare is forked and enters every layer
+//! that does not depend on a request — its own uid, scratch tmpfs and
+//! cgroup, rlimits at its policy's ceilings, landlock, seccomp — and warms
+//! its request path on rows of its own, all before any request exists;
+//! then it waits on its own request channel. A request takes one, lowers
+//! its limits to the request's (cgroup here, rlimits in the child, before
+//! the code is sent) and hands it the code and the rows; the child runs
+//! that one request and exits. A spare never serves a second request.
+//!
+//! Each policy keeps `target` spares, refilled off the request path
+//! (`Executor::keep_spares`); a request that finds none forks one on the
+//! spot, the same way.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use serde_json::json;
+use tokio::sync::mpsc::error::TryRecvError;
+use uuid::Uuid;
+
+use super::running::{Running, wait_started};
+use super::zygote::Event;
+use super::{ChildLimits, ExecError, Executor, protocol};
+use crate::policy::{Policies, Policy};
+
+/// How long a fork may take to report `started` before it counts as failed.
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the refill loop looks again without being woken.
+const REFILL_TICK: Duration = Duration::from_millis(250);
+
+/// One pre-forked child, inside its sandbox, waiting for its request.
+pub(super) struct Spare {
+    /// Kills and cleans up after it however it ends.
+    pub(super) running: Running,
+    /// The server's end of its request channel.
+    pub(super) channel: tokio::net::UnixStream,
+    /// The read end of its result pipe.
+    pub(super) result: OwnedFd,
+    pub(super) pid: i32,
+    /// Its own pidfd, which it sent on the channel (`usage`).
+    pub(super) pidfd: OwnedFd,
+}
+
+impl Spare {
+    /// Did it die while it waited (a crash, a kill, its zygote gone)?
+    fn is_dead(&mut self) -> bool {
+        if !self.running.zygote.is_alive() {
+            return true;
+        }
+        let Some(events) = self.running.events.as_mut() else { return true };
+        match events.try_recv() {
+            Err(TryRecvError::Empty) => false,
+            Ok(Event::Exited(_)) => {
+                self.running.reaped = true;
+                true
+            }
+            Ok(_) | Err(TryRecvError::Disconnected) => true,
+        }
+    }
+}
+
+/// One policy's spares.
+#[derive(Default)]
+struct Pool {
+    environment: String,
+    spares: VecDeque<Spare>,
+}
+
+/// The spares of every policy.
+pub(super) struct Pools {
+    /// Spares each policy keeps ready (0: fork on each request).
+    target: usize,
+    by_policy: Mutex<HashMap<String, Pool>>,
+    /// Wakes the refill loop when a spare was taken.
+    taken: tokio::sync::Notify,
+    closing: AtomicBool,
+    /// Requests that found no live spare and forked their own.
+    misses: AtomicU64,
+}
+
+impl Pools {
+    pub(super) fn new(target: usize) -> Self {
+        Pools {
+            target,
+            by_policy: Default::default(),
+            taken: Default::default(),
+            closing: AtomicBool::new(false),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// A live spare of `policy`, if one is ready. Dead ones are dropped
+    /// (their guard releases what they held).
+    fn pop(&self, policy: &Policy) -> Option<Spare> {
+        let mut pools = self.by_policy.lock().unwrap();
+        let pool = pools.get_mut(&policy.name)?;
+        while let Some(mut s) = pool.spares.pop_front() {
+            if !s.is_dead() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// How many live spares `policy` lacks.
+    fn missing(&self, policy: &Policy) -> usize {
+        let mut pools = self.by_policy.lock().unwrap();
+        let pool = pools
+            .entry(policy.name.clone())
+            .or_insert_with(|| Pool { environment: policy.environment.clone(), spares: VecDeque::new() });
+        pool.spares.retain_mut(|s| !s.is_dead());
+        self.target.saturating_sub(pool.spares.len())
+    }
+
+    fn put(&self, policy: &Policy, spare: Spare) {
+        if self.closing.load(Ordering::SeqCst) {
+            return; // dropped: killed and cleaned up
+        }
+        if let Some(pool) = self.by_policy.lock().unwrap().get_mut(&policy.name) {
+            pool.spares.push_back(spare);
+        }
+    }
+
+    /// No more spares: those waiting are killed (their cleanup is tracked
+    /// like any child's).
+    pub(super) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.taken.notify_one();
+        let drained: Vec<_> = self.by_policy.lock().unwrap().drain().collect();
+        drop(drained);
+    }
+
+    /// For /metrics: spares ready now, the target over all pools, and
+    /// requests that forked their own.
+    pub(super) fn stats(&self) -> (usize, usize, u64) {
+        let pools = self.by_policy.lock().unwrap();
+        let ready = pools.values().map(|p| p.spares.len()).sum();
+        (ready, self.target * pools.len(), self.misses.load(Ordering::Relaxed))
+    }
+
+    /// For /readyz: the pools of environment `env`, by policy, with the
+    /// pids of their spares.
+    pub(super) fn describe(&self, env: &str) -> serde_json::Value {
+        let pools = self.by_policy.lock().unwrap();
+        let mut out = serde_json::Map::new();
+        for (policy, pool) in pools.iter().filter(|(_, p)| p.environment == env) {
+            let pids: Vec<i32> = pool.spares.iter().map(|s| s.pid).collect();
+            out.insert(policy.clone(), json!({"ready": pids.len(), "target": self.target, "pids": pids}));
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+/// The limits a spare of `policy` enters with: the most any request under
+/// it may get. Only the wall clock (armed on arrival) and memory are
+/// lowered per request; everything else is the policy's own.
+fn ceiling(policy: &Policy) -> ChildLimits {
+    let l = &policy.limits;
+    ChildLimits {
+        timeout_s: l.max_timeout_s,
+        cpu_s: l.cpu_s,
+        memory_mb: l.max_memory_mb,
+        max_threads: l.max_threads,
+        max_open_files: l.max_open_files,
+        max_file_size_mb: l.max_file_size_mb,
+        max_scratch_mb: l.max_scratch_mb,
+        max_stdout_bytes: l.max_stdout_bytes,
+        max_stderr_bytes: l.max_stderr_bytes,
+        max_output_bytes: l.max_output_bytes,
+    }
+}
+
+impl Executor {
+    /// A spare for a request under `policy`: a ready one, or one forked now.
+    pub(super) async fn take_spare(&self, policy: &Policy) -> Result<Spare, ExecError> {
+        let spare = self.pools.pop(policy);
+        self.pools.taken.notify_one();
+        match spare {
+            Some(s) => Ok(s),
+            None => {
+                self.pools.misses.fetch_add(1, Ordering::Relaxed);
+                self.spawn_spare(policy).await
+            }
+        }
+    }
+
+    /// Fork a child for `policy` and wait until it is in its cgroup.
+    pub(super) async fn spawn_spare(&self, policy: &Policy) -> Result<Spare, ExecError> {
+        let zygote = self.zygote(&policy.environment).await?;
+        let id = Uuid::now_v7();
+        let limits = ceiling(policy);
+        let uid = match &self.uids {
+            Some(pool) => Some(pool.acquire().ok_or_else(|| {
+                ExecError::Start(format!("all {} sandbox uids are in use", pool.capacity()))
+            })?),
+            None => None,
+        };
+        // Only a mount point: the child mounts its own tmpfs on it.
+        let scratch = self.scratch_root.join(id.to_string());
+        std::fs::create_dir_all(&scratch)
+            .map_err(|source| ExecError::Io { what: "creating the scratch dir", source })?;
+        let mut running = Running {
+            zygote: zygote.clone(),
+            id,
+            events: None,
+            uid,
+            cgroup: None,
+            scratch: Some(scratch.clone()),
+            reaped: false,
+            killed: false,
+            cleanups: self.cleanups.clone(),
+        };
+        if let Ok(c) = &self.jail.cgroups {
+            running.cgroup = Some(
+                c.create(&id.to_string(), limits.memory_mb, limits.max_threads)
+                    .map_err(|source| ExecError::Io { what: "creating the child's cgroup", source })?,
+            );
+        }
+        let sandbox = self.jail.child_sandbox(policy, &zygote.ready);
+        let header = protocol::Spawn {
+            op: "spawn",
+            id,
+            limits: &limits,
+            scratch: &scratch,
+            seccomp: sandbox.seccomp.as_deref(),
+            sandbox: protocol::SandboxSpec { landlock: sandbox.landlock, seccomp: sandbox.seccomp.is_some() },
+            uid: running.uid.as_ref().map(|u| u.uid()),
+        }
+        .encode();
+        let io = |what| move |source| ExecError::Io { what, source };
+        let (channel, theirs) = UnixStream::pair().map_err(io("the request channel"))?;
+        channel.set_nonblocking(true).map_err(io("the request channel"))?;
+        let channel = tokio::net::UnixStream::from_std(channel).map_err(io("the request channel"))?;
+        let (result, result_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| ExecError::Io { what: "pipe", source: e.into() })?;
+        let events = running.events.insert(zygote.submit(id, header, [theirs.into(), result_w]).await?);
+        let pid = match tokio::time::timeout(SPAWN_TIMEOUT, wait_started(events)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ExecError::Protocol(format!("no `started` within {SPAWN_TIMEOUT:?}"))),
+        };
+        let pidfd = match tokio::time::timeout(SPAWN_TIMEOUT, super::usage::recv_pidfd(&channel)).await {
+            Ok(r) => r.map_err(io("receiving the child's pidfd"))?,
+            Err(_) => {
+                return Err(ExecError::Protocol(format!("no pidfd from the child within {SPAWN_TIMEOUT:?}")));
+            }
+        };
+        // The cgroup files are not the child's to write: the server moves
+        // it (on cgroup v1 this can wait for an RCU grace period, which is
+        // why it happens here and not on a request's path).
+        if let Some(c) = &running.cgroup {
+            c.join(pid).await.map_err(io("moving the child into its cgroup"))?;
+        }
+        Ok(Spare { running, channel, result, pid, pidfd })
+    }
+
+    /// Keep each policy's spares at the target until the server stops.
+    /// Started once the zygotes are warm.
+    pub async fn keep_spares(self: std::sync::Arc<Self>, policies: Policies) {
+        if self.pools.target == 0 {
+            return;
+        }
+        let mut failing = false;
+        while !self.pools.closing.load(Ordering::SeqCst) {
+            for policy in policies.iter() {
+                // All that are missing at once: most of a spawn is waiting
+                // (the fork, the child's entry, a cgroup v1 move), not CPU.
+                let missing = self.pools.missing(policy);
+                let spawned =
+                    futures_util::future::join_all((0..missing).map(|_| self.spawn_spare(policy))).await;
+                for spawned in spawned {
+                    match spawned {
+                        Ok(s) => {
+                            failing = false;
+                            self.pools.put(policy, s);
+                        }
+                        // Once per run of failures: the zygote's own
+                        // restarts are logged by `supervise`.
+                        Err(e) if !failing => {
+                            tracing::warn!(policy = %policy.name, "forking a spare failed: {e}");
+                            failing = true;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(REFILL_TICK, self.pools.taken.notified()).await;
+        }
+    }
+}
