@@ -84,6 +84,8 @@ class Context:
         # The request channel (a Unix stream socket) and the result pipe.
         self.channel_fd, self.out_fd = fds
         self.channel = None
+        # Set once its request has arrived.
+        self.received = False
         self.timings = {}
 
 

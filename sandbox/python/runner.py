@@ -99,8 +99,10 @@ def child_main(zygote, req, fds):
         os.close(out_fd)
     except OSError:
         pass
-    if written:
-        # The server kills this process once it has read the result: the
+    if written and ctx.received:
+        # The server kills this process once it has read the result (a child
+        # that failed before its request arrived exits instead: its channel
+        # closes and the server hands the request to another): the
         # zygote then reads its CPU and peak memory from the kernel while
         # it still runs, and the answer does not wait for the teardown of
         # its memory (the slow part of exiting).
@@ -167,6 +169,7 @@ def run_child(ctx):
 
     # The request: its code and rows, the limits lowered to its own.
     source, rows_fd = enter.receive(ctx)
+    ctx.received = True
     req = ctx.req
     t0 = time.monotonic()
     arrow = map_rows(rows_fd)

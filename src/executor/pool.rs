@@ -118,10 +118,12 @@ impl Pools {
     }
 
     fn put(&self, policy: &Policy, spare: Spare) {
-        if self.closing.load(Ordering::SeqCst) {
-            return; // dropped: killed and cleaned up
-        }
-        if let Some(pool) = self.by_policy.lock().unwrap().get_mut(&policy.name) {
+        let mut pools = self.by_policy.lock().unwrap();
+        // Checked under the lock `close` drains under; otherwise dropped:
+        // killed and cleaned up.
+        if !self.closing.load(Ordering::SeqCst)
+            && let Some(pool) = pools.get_mut(&policy.name)
+        {
             pool.spares.push_back(spare);
         }
     }
@@ -129,9 +131,12 @@ impl Pools {
     /// No more spares: those waiting are killed (their cleanup is tracked
     /// like any child's).
     pub(super) fn close(&self) {
-        self.closing.store(true, Ordering::SeqCst);
+        let drained: Vec<_> = {
+            let mut pools = self.by_policy.lock().unwrap();
+            self.closing.store(true, Ordering::SeqCst);
+            pools.drain().collect()
+        };
         self.taken.notify_one();
-        let drained: Vec<_> = self.by_policy.lock().unwrap().drain().collect();
         drop(drained);
     }
 

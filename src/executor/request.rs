@@ -148,7 +148,7 @@ impl Executor {
             tracing::debug!(execution_id = %id, timings = ?r.timings, "child steps");
         }
         let mut ended = None;
-        if !matches!(frame, Frame::Missing) {
+        if !matches!(frame, Frame::Missing) && !usage::has_exited(pid) {
             let (cpu, peak) = (usage::cpu_ns(pid), usage::peak_rss_kb(pid));
             if usage::kill(&pidfd).is_ok() {
                 running.killed = true;

@@ -40,10 +40,11 @@ impl Drop for Running {
             // child's mount namespace), so it can go at once.
             let _ = std::fs::remove_dir_all(dir);
         }
-        if !self.reaped && !self.killed {
+        if !self.reaped && !self.killed && events.is_some() {
             self.zygote.kill_child(self.id);
         }
-        let reaped = self.reaped;
+        // Never handed to the zygote: no child exists, nothing to wait for.
+        let reaped = self.reaped || events.is_none();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             // No runtime to wait on: never hand the uid to another child.
             std::mem::forget(uid);

@@ -78,6 +78,18 @@ pub fn compile(name: &str, text: &str) -> Result<(Vec<u8>, Vec<String>), Seccomp
     if let Some(extra) = doc.keys().find(|k| !FILTERS.contains(&k.as_str())) {
         return Err(bad(format!("unknown filter `{extra}`; expected {}", FILTERS.join(", "))));
     }
+    // A child receives its request on its channel: a profile written
+    // before that would trap every request.
+    let allows = |call: &str| {
+        doc["allow"]["filter"].as_array().is_some_and(|rules| rules.iter().any(|r| r["syscall"] == call))
+    };
+    if !allows("recvmsg") {
+        return Err(bad(
+            "the `allow` filter must allow `recvmsg`: each child receives its one request (header, code, \
+             the rows' memfd) on the channel it inherited; see policies/seccomp/default.json"
+                .into(),
+        ));
+    }
     let denied = doc["denied"]["filter"]
         .as_array()
         .map(|rules| rules.iter().filter_map(|r| r["syscall"].as_str().map(String::from)).collect())
@@ -148,5 +160,9 @@ mod tests {
             .replace("\"syscall\": \"getpid\"", "\"syscall\": \"no_such_call\"");
         let e = compile("x", &text).unwrap_err().to_string();
         assert!(e.contains("no_such_call") || e.to_lowercase().contains("syscall"), "{e}");
+        let text =
+            source(None, "default").unwrap().replace("\"syscall\": \"recvmsg\"", "\"syscall\": \"getppid\"");
+        let e = compile("x", &text).unwrap_err().to_string();
+        assert!(e.contains("must allow `recvmsg`"), "{e}");
     }
 }

@@ -4,7 +4,8 @@
 //! /proc, then SIGKILLs it through the pidfd. A pidfd names one process for
 //! good, and a pid is only reused once its process has been reaped, which
 //! the pidfd could then no longer signal: a kill that succeeds proves the
-//! figures read just before were this child's. The zygote (single-threaded,
+//! figures read just before were this child's (a zombie can be signalled
+//! too, so one found exited is left to the zygote's `exited` report). The zygote (single-threaded,
 //! and busy forking the next spares) still reaps it, off the request path.
 
 use std::io::IoSliceMut;
@@ -58,6 +59,14 @@ pub(super) fn cpu_ns(pid: i32) -> u64 {
         nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
     // Fields 14 and 15 (utime, stime), counted after the command name.
     threads.max((tick(11) + tick(12)) * 1_000_000_000 / hz)
+}
+
+/// Has the child already exited (a zombie, not yet reaped)? Then its
+/// `exited` report says how it ended, not a kill.
+pub(super) fn has_exited(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    !matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
 /// Peak resident memory (KiB) of a live child.
