@@ -163,3 +163,32 @@ async fn without_a_pool_each_child_is_forked_on_its_request() {
     }
     assert_eq!(misses(&s.base).await, before + 2);
 }
+
+#[tokio::test]
+async fn a_request_goes_to_another_child_when_its_spare_died_unnoticed() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let s = start(Options { prefork: 2, ..Options::default() });
+    let spares = pool_full(&s.base, 2, &[]).await;
+    let zygote = readyz(&s.base).await["environments"]["default"]["zygote"]["pid"].as_i64().unwrap() as i32;
+    let before = misses(&s.base).await;
+    // With the zygote stopped, nobody reaps the killed spares or reports
+    // them gone: the server finds out only when it hands them the request.
+    kill(Pid::from_raw(zygote), Signal::SIGSTOP).unwrap();
+    for p in &spares {
+        kill(Pid::from_raw(*p), Signal::SIGKILL).unwrap();
+    }
+    let base = s.base.clone();
+    let request = tokio::spawn(async move {
+        execute(&base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": common::OK})).await
+    });
+    // Both spares refuse the request; the third child is forked once the
+    // zygote runs again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(Pid::from_raw(zygote), Signal::SIGCONT).unwrap();
+    let (status, v) = tokio::time::timeout(Duration::from_secs(30), request).await.expect("no hang").unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_status(&v, "success");
+    assert!(misses(&s.base).await > before, "the request was served by a child forked for it");
+    pool_full(&s.base, 2, &spares).await;
+}

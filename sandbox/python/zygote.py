@@ -193,31 +193,6 @@ def seccomp_available():
     return libc.prctl(21, 0, 0, 0, 0) >= 0
 
 
-def cpu_ns(pid):
-    """CPU time (ns) of an unreaped child, from the kernel: the sum of its
-    live threads' run time (/proc/<pid>/task/*/schedstat, ns-precise), or
-    the whole process's utime+stime (which also counts threads that
-    ended, in clock ticks) when that is more. (executor/usage.rs reads it
-    the same way.)"""
-    threads = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    threads += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    except (OSError, ValueError, IndexError):
-        return threads
-    return max(threads, ticks * 1_000_000_000 // CLOCK_TICKS)
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def thread_count():
     return len(os.listdir("/proc/self/task"))
 
@@ -309,7 +284,7 @@ class Zygote:
             if req["op"] == "kill":
                 self.kill(req.get("id"))
             else:
-                self.arm(req.get("id"), req.get("timeout_s"))
+                self.arm(req.get("id"), req.get("start"), req.get("timeout_s"), req.get("cpu0_ns", 0))
             return True
         if req.get("op") != "spawn" or len(fds) != 2:
             for fd in fds:
@@ -339,16 +314,18 @@ class Zygote:
         self.send({"event": "started", "id": req["id"], "pid": pid})
         return True
 
-    def arm(self, child_id, timeout_s):
-        """The server handed this child its request: its wall clock starts,
-        and the CPU it used so far (entering the sandbox, warming up) is not
-        the request's."""
-        for pid, c in self.children.items():
+    def arm(self, child_id, start, timeout_s, cpu0_ns):
+        """The server handed this child its request at `start` (its
+        CLOCK_MONOTONIC, which time.monotonic reads): its wall clock runs
+        from then, however late this message is read, and the CPU it had
+        used by then (entering the sandbox, warming up) is not the
+        request's."""
+        for c in self.children.values():
             if c["id"] == child_id and c["deadline"] is None:
-                now = time.monotonic()
-                c["started"] = now
-                c["deadline"] = now + float(timeout_s)
-                c["cpu0_ns"] = cpu_ns(pid)
+                start = float(start)
+                c["started"] = start
+                c["deadline"] = start + float(timeout_s)
+                c["cpu0_ns"] = int(cpu0_ns)
 
     def kill(self, request_id):
         """The server is done with this request: its child goes now. (The

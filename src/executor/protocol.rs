@@ -70,12 +70,18 @@ impl Spawn<'_> {
 /// A `Spawn` as the zygote reads it.
 pub struct Encoded(pub Vec<u8>);
 
-/// Child `id` has its request: its wall-clock limit starts now.
+/// Child `id` has its request: its wall clock runs from `start` (the
+/// server's CLOCK_MONOTONIC, which Python's `time.monotonic` reads, in
+/// seconds) for `timeout_s`, and the CPU it had used by then (`cpu0_ns`)
+/// is not the request's. Absolute, so a zygote busy forking when it reads
+/// this does not start the clock late.
 #[derive(Debug, Serialize)]
 pub struct Arm {
     pub op: &'static str,
     pub id: Uuid,
+    pub start: f64,
     pub timeout_s: f64,
+    pub cpu0_ns: u64,
 }
 
 /// The header of a request on a child's channel (after a 4-byte

@@ -87,8 +87,8 @@ impl Executor {
                 HandError::Exec(ExecError::Io { what: "setting the child's memory limit", source })
             })?;
         }
-        running.zygote.arm(running.id, l.timeout_s);
         let (armed, cpu0) = (Instant::now(), usage::cpu_ns(pid));
+        running.zygote.arm(running.id, usage::monotonic_s(), l.timeout_s, cpu0);
         let confirmed = async {
             stream.write_all(code).await?;
             stream.shutdown().await?;
@@ -135,6 +135,8 @@ impl Executor {
             ),
             Err(_) => return Err(backstop()),
         };
+        // How long it ran, as of its result (not of the kill below).
+        let wall = armed.elapsed().as_secs_f64();
         // The result is in (or over its cap): the request is not over while
         // its process lives, so it is killed now (code that wrote a result
         // and kept running included), through its pidfd, with its CPU and
@@ -152,7 +154,6 @@ impl Executor {
             let (cpu, peak) = (usage::cpu_ns(pid), usage::peak_rss_kb(pid));
             if usage::kill(&pidfd).is_ok() {
                 running.killed = true;
-                let wall = armed.elapsed().as_secs_f64();
                 ended = Some(protocol::Exit {
                     exit_code: None,
                     signal: Some(nix::sys::signal::Signal::SIGKILL as i32),

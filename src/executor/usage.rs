@@ -42,7 +42,7 @@ pub(super) async fn recv_pidfd(channel: &tokio::net::UnixStream) -> std::io::Res
 /// CPU time (ns) of a live child, from the kernel: the sum of its threads'
 /// run time (`/proc/<pid>/task/*/schedstat`, ns-precise), or the process's
 /// utime+stime (which also counts threads that ended, in clock ticks) when
-/// that is more. The zygote's `cpu_ns` reads it the same way.
+/// that is more.
 pub(super) fn cpu_ns(pid: i32) -> u64 {
     let mut threads = 0u64;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -59,6 +59,14 @@ pub(super) fn cpu_ns(pid: i32) -> u64 {
         nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
     // Fields 14 and 15 (utime, stime), counted after the command name.
     threads.max((tick(11) + tick(12)) * 1_000_000_000 / hz)
+}
+
+/// CLOCK_MONOTONIC now, in seconds (Python's `time.monotonic` in the
+/// zygote reads the same clock).
+pub(super) fn monotonic_s() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(0.0)
 }
 
 /// Has the child already exited (a zombie, not yet reaped)? Then its

@@ -190,10 +190,11 @@ impl Zygote {
         self.send_op(&protocol::Kill::new(id));
     }
 
-    /// Child `id` has its request: the zygote starts its wall clock.
-    /// Never blocks.
-    pub fn arm(&self, id: Uuid, timeout_s: f64) {
-        self.send_op(&protocol::Arm { op: "arm", id, timeout_s });
+    /// Child `id` has its request since `start` (CLOCK_MONOTONIC seconds),
+    /// with `cpu0_ns` of CPU used before it: the zygote runs its wall clock
+    /// from then. Never blocks.
+    pub fn arm(&self, id: Uuid, start: f64, timeout_s: f64, cpu0_ns: u64) {
+        self.send_op(&protocol::Arm { op: "arm", id, start, timeout_s, cpu0_ns });
     }
 
     fn send_op(&self, op: &impl serde::Serialize) {
