@@ -100,12 +100,12 @@ def child_main(zygote, req, fds):
     except OSError:
         pass
     if written and ctx.received:
-        # The server kills this process once it has read the result (a child
-        # that failed before its request arrived exits instead: its channel
-        # closes and the server hands the request to another): the
-        # zygote then reads its CPU and peak memory from the kernel while
-        # it still runs, and the answer does not wait for the teardown of
-        # its memory (the slow part of exiting).
+        # The server kills this process through its pidfd once it has read
+        # the result, reading its CPU and peak memory from the kernel while
+        # it still runs, and answers without waiting for the teardown of its
+        # memory (the slow part of exiting). A child that failed before its
+        # request arrived exits instead: its channel closes and the server
+        # hands the request to another.
         while True:
             time.sleep(3600)
     os._exit(code)
