@@ -106,29 +106,6 @@ fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The variables sluice's zygote runs with (src/executor/zygote.rs), so
-/// the warm worker and the cold import get the same thread pools and
-/// allocator settings.
-const ZYGOTE_ENV: &[(&str, &str)] = &[
-    ("OMP_NUM_THREADS", "1"),
-    ("OPENBLAS_NUM_THREADS", "1"),
-    ("MKL_NUM_THREADS", "1"),
-    ("NUMEXPR_NUM_THREADS", "1"),
-    ("VECLIB_MAXIMUM_THREADS", "1"),
-    ("ARROW_DEFAULT_MEMORY_POOL", "system"),
-    ("JE_ARROW_MALLOC_CONF", "background_thread:false"),
-    ("MALLOC_ARENA_MAX", "2"),
-    ("LANG", "C.UTF-8"),
-];
-
-fn zygote_env() -> Vec<(String, String)> {
-    let fixed = ZYGOTE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-    // The zygote passes these host CPU quirks through too.
-    let quirks =
-        ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"].map(|k| Some((k.to_string(), std::env::var(k).ok()?)));
-    fixed.chain(quirks.into_iter().flatten()).collect()
-}
-
 /// Start a server; returns a client of it (with an admin key) and the app.
 async fn start(data_dir: &Path, audited: bool) -> (Sluice, Arc<App>) {
     let mut cfg = AppConfig::new(data_dir);
@@ -190,7 +167,7 @@ impl Worker {
         let mut child = Command::new(python)
             .args(["-I", "-B", "-c", WORKER_PY])
             .env_clear()
-            .envs(zygote_env())
+            .envs(sluice::executor::zygote::zygote_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -293,7 +270,7 @@ fn cold_import_p50(python: &Path, runs: usize) -> f64 {
         let st = Command::new(python)
             .args(["-I", "-B", "-c", "import pandas, sklearn"])
             .env_clear()
-            .envs(zygote_env())
+            .envs(sluice::executor::zygote::zygote_env())
             .status()
             .unwrap();
         assert!(st.success());

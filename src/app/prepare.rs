@@ -42,19 +42,7 @@ impl App {
         if req.sql_query.trim().is_empty() {
             return Err(AppError::BadRequest { field: "sql_query".into(), message: "is empty".into() });
         }
-        let l = &policy.limits;
-        let limits = ChildLimits {
-            timeout_s: limits.timeout_s,
-            cpu_s: limits.cpu_s,
-            memory_mb: limits.memory_mb,
-            max_threads: l.max_threads,
-            max_open_files: l.max_open_files,
-            max_file_size_mb: l.max_file_size_mb,
-            max_scratch_mb: l.max_scratch_mb,
-            max_stdout_bytes: l.max_stdout_bytes,
-            max_stderr_bytes: l.max_stderr_bytes,
-            max_output_bytes: l.max_output_bytes,
-        };
+        let limits = ChildLimits::new(&policy.limits, limits.timeout_s, limits.cpu_s, limits.memory_mb);
         let code = code::extract(&req.classifier_code);
         Ok((policy, Prepared { params, entrypoint, code, limits }))
     }

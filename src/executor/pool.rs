@@ -166,18 +166,7 @@ impl Pools {
 /// lowered per request; everything else is the policy's own.
 fn ceiling(policy: &Policy) -> ChildLimits {
     let l = &policy.limits;
-    ChildLimits {
-        timeout_s: l.max_timeout_s,
-        cpu_s: l.cpu_s,
-        memory_mb: l.max_memory_mb,
-        max_threads: l.max_threads,
-        max_open_files: l.max_open_files,
-        max_file_size_mb: l.max_file_size_mb,
-        max_scratch_mb: l.max_scratch_mb,
-        max_stdout_bytes: l.max_stdout_bytes,
-        max_stderr_bytes: l.max_stderr_bytes,
-        max_output_bytes: l.max_output_bytes,
-    }
+    ChildLimits::new(l, l.max_timeout_s, l.cpu_s, l.max_memory_mb)
 }
 
 impl Executor {

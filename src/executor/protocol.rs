@@ -35,6 +35,24 @@ pub struct ChildLimits {
     pub max_output_bytes: u64,
 }
 
+impl ChildLimits {
+    /// The policy's limits, with the three a request may choose.
+    pub fn new(l: &crate::policy::Limits, timeout_s: f64, cpu_s: u64, memory_mb: u64) -> Self {
+        ChildLimits {
+            timeout_s,
+            cpu_s,
+            memory_mb,
+            max_threads: l.max_threads,
+            max_open_files: l.max_open_files,
+            max_file_size_mb: l.max_file_size_mb,
+            max_scratch_mb: l.max_scratch_mb,
+            max_stdout_bytes: l.max_stdout_bytes,
+            max_stderr_bytes: l.max_stderr_bytes,
+            max_output_bytes: l.max_output_bytes,
+        }
+    }
+}
+
 /// What each child applies besides its limits.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxSpec {

@@ -229,7 +229,8 @@ impl Drop for Zygote {
 /// The zygote's whole environment: thread pools pinned to one thread (it
 /// must stay single-threaded to fork safely) and the allocator settings
 /// that keep pyarrow from reserving a 1 GiB arena or starting a thread.
-fn zygote_env() -> Vec<(String, String)> {
+/// (The benchmark gives its warm worker the same.)
+pub fn zygote_env() -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("OMP_NUM_THREADS", "1"),
         ("OPENBLAS_NUM_THREADS", "1"),
