@@ -25,10 +25,7 @@ async fn pool_full(base: &str, n: usize, gone: &[i32]) -> Vec<i32> {
     loop {
         let ready = readyz(base).await;
         let pool = &ready["environments"]["default"]["prefork"]["default"];
-        let pids: Vec<i32> = pool["pids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|p| p.as_i64()).map(|p| p as i32).collect())
-            .unwrap_or_default();
+        let pids = common::pool_pids(pool);
         if pids.len() == n
             && pool["target"] == n
             && pids.iter().all(|p| !gone.contains(p) && common::process::is_running(*p))

@@ -65,7 +65,6 @@ impl Spare {
 }
 
 /// One policy's spares.
-#[derive(Default)]
 struct Pool {
     environment: String,
     spares: VecDeque<Spare>,

@@ -149,21 +149,22 @@ impl Executor {
         if let Frame::Complete(r) = &frame {
             tracing::debug!(execution_id = %id, timings = ?r.timings, "child steps");
         }
+        // In this order: the figures, then the kill that proves them.
         let mut ended = None;
-        if !matches!(frame, Frame::Missing) && !usage::has_exited(pid) {
-            let (cpu, peak) = (usage::cpu_ns(pid), usage::peak_rss_kb(pid));
-            if usage::kill(&pidfd).is_ok() {
-                running.killed = true;
-                ended = Some(protocol::Exit {
-                    exit_code: None,
-                    signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
-                    cpu_ms: cpu.saturating_sub(cpu0) / 1_000_000,
-                    maxrss_kb: peak,
-                    wall_ms: wall * 1000.0,
-                    // Past its limit, the zygote's wall clock had it anyway.
-                    killed: Some(if wall >= l.timeout_s { "wall_clock" } else { "request_ended" }.into()),
-                });
-            }
+        if !matches!(frame, Frame::Missing)
+            && let Some((cpu, peak)) = usage::live_account(pid)
+            && usage::kill(&pidfd).is_ok()
+        {
+            running.killed = true;
+            ended = Some(protocol::Exit {
+                exit_code: None,
+                signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
+                cpu_ms: cpu.saturating_sub(cpu0) / 1_000_000,
+                maxrss_kb: peak,
+                wall_ms: wall * 1000.0,
+                // Past its limit, the zygote's wall clock had it anyway.
+                killed: Some(if wall >= l.timeout_s { "wall_clock" } else { "request_ended" }.into()),
+            });
         }
         let mut exit = match ended {
             Some(exit) => exit,

@@ -3,7 +3,7 @@
 //! events of its run.
 
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -83,23 +83,26 @@ pub(super) async fn send_header(
     header: &[u8],
     rows: &OwnedFd,
 ) -> std::io::Result<tokio::net::UnixStream> {
-    let fds = [rows.as_raw_fd()];
-    let sent = stream
-        .async_io(Interest::WRITABLE, || {
-            sendmsg::<()>(
-                stream.as_raw_fd(),
-                &[IoSlice::new(header)],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            )
-            .map_err(std::io::Error::from)
-        })
-        .await?;
+    let sent =
+        stream.async_io(Interest::WRITABLE, || send_with_fds(&stream, header, &[rows.as_raw_fd()])).await?;
     let mut stream = stream;
     // A stream socket may take a message in parts; the fd went with the first.
     stream.write_all(&header[sent..]).await?;
     Ok(stream)
+}
+
+/// One `sendmsg` of `bytes` with `fds` attached (`SCM_RIGHTS`), without
+/// SIGPIPE: the zygote's control socket and a child's channel both pass
+/// fds this way. Returns the bytes sent (a stream socket may take part).
+pub(super) fn send_with_fds(socket: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<usize> {
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        &[ControlMessage::ScmRights(fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// The child's result bytes; `None` when it wrote more than `cap`.

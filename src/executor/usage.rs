@@ -5,8 +5,9 @@
 //! good, and a pid is only reused once its process has been reaped, which
 //! the pidfd could then no longer signal: a kill that succeeds proves the
 //! figures read just before were this child's (a zombie can be signalled
-//! too, so one found exited is left to the zygote's `exited` report). The zygote (single-threaded,
-//! and busy forking the next spares) still reaps it, off the request path.
+//! too, so one found exited is left to the zygote's `exited` report). The
+//! zygote (single-threaded, and busy forking the next spares) still reaps
+//! it, off the request path.
 
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
@@ -39,11 +40,22 @@ pub(super) async fn recv_pidfd(channel: &tokio::net::UnixStream) -> std::io::Res
         .await
 }
 
-/// CPU time (ns) of a live child, from the kernel: the sum of its threads'
-/// run time (`/proc/<pid>/task/*/schedstat`, ns-precise), or the process's
+/// The fields of `/proc/<pid>/stat` after the command name (which may
+/// hold spaces): state first; empty once the process is gone.
+fn stat_fields(pid: i32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().map(String::from).collect()).unwrap_or_default()
+}
+
+/// CPU time (ns) of a child, from the kernel: the sum of its threads' run
+/// time (`/proc/<pid>/task/*/schedstat`, ns-precise), or the process's
 /// utime+stime (which also counts threads that ended, in clock ticks) when
 /// that is more.
 pub(super) fn cpu_ns(pid: i32) -> u64 {
+    cpu_ns_with(pid, &stat_fields(pid))
+}
+
+fn cpu_ns_with(pid: i32, stat: &[String]) -> u64 {
     let mut threads = 0u64;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -51,14 +63,22 @@ pub(super) fn cpu_ns(pid: i32) -> u64 {
             threads += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         }
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let tick = |i: usize| stat.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let hz =
         nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
     // Fields 14 and 15 (utime, stime), counted after the command name.
     threads.max((tick(11) + tick(12)) * 1_000_000_000 / hz)
+}
+
+/// CPU time (ns) and peak resident memory (KiB) of a child that still runs;
+/// `None` once it has exited (a zombie, not yet reaped, or gone): its
+/// `exited` report then says how it ended, not a kill.
+pub(super) fn live_account(pid: i32) -> Option<(u64, u64)> {
+    let stat = stat_fields(pid);
+    if matches!(stat.first().map(String::as_str), None | Some("Z" | "X")) {
+        return None;
+    }
+    Some((cpu_ns_with(pid, &stat), peak_rss_kb(pid)))
 }
 
 /// CLOCK_MONOTONIC now, in seconds (Python's `time.monotonic` in the
@@ -69,16 +89,8 @@ pub(super) fn monotonic_s() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Has the child already exited (a zombie, not yet reaped)? Then its
-/// `exited` report says how it ended, not a kill.
-pub(super) fn has_exited(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
-    !matches!(state, Some(s) if s != "Z" && s != "X")
-}
-
 /// Peak resident memory (KiB) of a live child.
-pub(super) fn peak_rss_kb(pid: i32) -> u64 {
+fn peak_rss_kb(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -107,6 +119,8 @@ mod tests {
         assert!(x > 0);
         assert!(super::cpu_ns(me) >= 10_000_000, "{}", super::cpu_ns(me));
         assert!(super::peak_rss_kb(me) > 0);
+        assert!(super::live_account(me).is_some_and(|(cpu, peak)| cpu >= 10_000_000 && peak > 0));
         assert_eq!(super::cpu_ns(i32::MAX), 0);
+        assert_eq!(super::live_account(i32::MAX), None);
     }
 }

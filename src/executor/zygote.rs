@@ -10,7 +10,6 @@
 //! a child's wall clock, `kill` ends it.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram as StdDatagram;
 use std::path::Path;
@@ -19,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
@@ -27,6 +25,7 @@ use uuid::Uuid;
 
 use super::ExecError;
 use super::protocol::{self, Exit, MAX_MESSAGE as MAX_EVENT, ReadyInfo, Wire};
+use super::running::send_with_fds;
 use crate::environment::Environment;
 use crate::runtime::RuntimeFiles;
 
@@ -161,19 +160,7 @@ impl Zygote {
         let (tx, rx) = mpsc::unbounded_channel();
         self.pending.lock().unwrap().insert(id, tx);
         let raw = child_fds.each_ref().map(|fd| fd.as_raw_fd());
-        let sent = self
-            .ctl
-            .async_io(Interest::WRITABLE, || {
-                sendmsg::<()>(
-                    self.ctl.as_raw_fd(),
-                    &[IoSlice::new(&bytes)],
-                    &[ControlMessage::ScmRights(&raw)],
-                    MsgFlags::MSG_NOSIGNAL,
-                    None,
-                )
-                .map_err(std::io::Error::from)
-            })
-            .await;
+        let sent = self.ctl.async_io(Interest::WRITABLE, || send_with_fds(&*self.ctl, &bytes, &raw)).await;
         // The zygote holds its own copies now (or never will).
         drop(child_fds);
         if let Err(e) = sent {

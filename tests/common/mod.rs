@@ -154,12 +154,15 @@ pub async fn readyz(base: &str) -> Value {
 /// environment (from /readyz).
 pub fn spare_pids(ready: &Value) -> Vec<i32> {
     let pools = ready["environments"]["default"]["prefork"].as_object().cloned().unwrap_or_default();
-    pools
-        .values()
-        .flat_map(|p| p["pids"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p.as_i64())
-        .map(|p| p as i32)
-        .collect()
+    pools.values().flat_map(pool_pids).collect()
+}
+
+/// Pids of the children waiting in one pool of /readyz's `prefork`.
+pub fn pool_pids(pool: &Value) -> Vec<i32> {
+    pool["pids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_i64()).map(|p| p as i32).collect())
+        .unwrap_or_default()
 }
 
 /// POST /execute-classifier; returns (HTTP status, body).
