@@ -402,7 +402,7 @@ fn main() {
 
 /// The interpreter of the built default environment.
 fn cold_python(data_dir: &Path) -> PathBuf {
-    let mut envs = Environments::new(DataDir::new(data_dir));
+    let mut envs = Environments::new(DataDir::new(data_dir), sluice::environment::EnvSpecs::builtin());
     envs.progress = false;
     envs.ensure("default", false).expect("default environment").python
 }

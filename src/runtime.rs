@@ -21,14 +21,19 @@ const PYTHON: &[(&str, &[u8])] = &[
     ("enter.py", include_bytes!("../sandbox/python/enter.py")),
     ("runner.py", include_bytes!("../sandbox/python/runner.py")),
     ("labels.py", include_bytes!("../sandbox/python/labels.py")),
+    ("arrow_lite.py", include_bytes!("../sandbox/python/arrow_lite.py")),
 ];
 const CDYLIB_NAME: &str = "libsluice_sandbox.so";
+const WARM_ROWS_NAME: &str = "warm-rows.arrow";
 const CDYLIB: &[u8] = include_bytes!(env!("SLUICE_SANDBOX_CDYLIB"));
 
 #[derive(Debug, Clone)]
 pub struct RuntimeFiles {
     pub harness: PathBuf,
     pub cdylib: PathBuf,
+    /// Rows of every column kind, written by the server's own encoder: the
+    /// zygote warms its reading path on them (`sql::encode::warm_up_rows`).
+    pub warm_rows: PathBuf,
 }
 
 impl RuntimeFiles {
@@ -39,23 +44,30 @@ impl RuntimeFiles {
 }
 
 pub fn install(runtime_dir: &Path) -> std::io::Result<RuntimeFiles> {
+    let warm_rows = crate::sql::encode::warm_up_rows().map_err(std::io::Error::other)?;
     let mut h = Sha256::new();
-    for (name, bytes) in PYTHON.iter().chain([(CDYLIB_NAME, CDYLIB)].iter()) {
+    let generated = [(CDYLIB_NAME, CDYLIB), (WARM_ROWS_NAME, warm_rows.as_slice())];
+    for (name, bytes) in PYTHON.iter().chain(generated.iter()) {
         // Name and length too: moving code between files changes the hash.
         h.update(name.as_bytes());
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     }
     let dir = runtime_dir.join(hex::encode(&h.finalize()[..8]));
-    let files = RuntimeFiles { harness: dir.join(HARNESS), cdylib: dir.join(CDYLIB_NAME) };
-    if PYTHON.iter().all(|(name, _)| dir.join(name).exists()) && files.cdylib.exists() {
+    let files = RuntimeFiles {
+        harness: dir.join(HARNESS),
+        cdylib: dir.join(CDYLIB_NAME),
+        warm_rows: dir.join(WARM_ROWS_NAME),
+    };
+    if PYTHON.iter().all(|(name, _)| dir.join(name).exists())
+        && generated.iter().all(|(n, _)| dir.join(n).exists())
+    {
         return Ok(files);
     }
     std::fs::create_dir_all(&dir)?;
-    for (name, bytes) in PYTHON {
+    for (name, bytes) in PYTHON.iter().chain(generated.iter()) {
         write_atomic(&dir.join(name), bytes)?;
     }
-    write_atomic(&files.cdylib, CDYLIB)?;
     Ok(files)
 }
 

@@ -17,7 +17,10 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/tools_list.
 fn mcp_python() -> &'static std::path::Path {
     static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PYTHON.get_or_init(|| {
-        let envs = sluice::environment::Environments::new(sluice::config::DataDir::new(common::data_dir()));
+        let envs = sluice::environment::Environments::new(
+            sluice::config::DataDir::new(common::data_dir()),
+            sluice::environment::EnvSpecs::builtin(),
+        );
         let env = envs
             .ensure_with("mcp-client", include_str!("mcp/requirements.txt"), false)
             .unwrap_or_else(|e| panic!("building the MCP client's environment (needs PyPI): {e}"));

@@ -1,5 +1,6 @@
 //! The `sluice` binary as a user runs it: `run`, `serve` (with the README's
-//! request), `env list`, and a bad policy stopping start-up.
+//! request), `env list` / `env info` (with `--environments`), and a bad
+//! policy or environment folder stopping start-up.
 
 mod common;
 
@@ -58,6 +59,50 @@ fn env_list_shows_the_built_default_environment() {
 }
 
 #[test]
+fn env_info_shows_an_operator_environment_and_its_resolved_versions() {
+    let dir = common::repo_environments();
+    // Built through the library (as `serve` would on its first use).
+    let specs = sluice::environment::EnvSpecs::load(Some(&dir)).unwrap();
+    let mut envs =
+        sluice::environment::Environments::new(sluice::config::DataDir::new(common::data_dir()), specs);
+    envs.progress = false;
+    envs.ensure("legacy-sklearn", false).unwrap();
+    let out = sluice().arg("--environments").arg(&dir).args(["env", "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("legacy-sklearn\t")).expect("listed");
+    assert!(line.contains("\tbuilt\t") && line.contains("numpy==1.26.4"), "{line}");
+    assert!(text.lines().any(|l| l.starts_with("default\t")), "{text}");
+    let out =
+        sluice().arg("--environments").arg(&dir).args(["env", "info", "legacy-sklearn"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["numpy==1.26.4", "scikit-learn==1.5.2", "start       on_demand", "idle stop   after 600 s"] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    // Without the directory the environment does not exist, and says so.
+    let out = sluice().args(["env", "info", "legacy-sklearn"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown environment `legacy-sklearn`; known: default"), "{err}");
+}
+
+#[test]
+fn a_bad_environment_folder_stops_with_file_key_and_reason() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bad-envs-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("loose")).unwrap();
+    std::fs::write(dir.join("loose/requirements.txt"), "numpy==2.4.6\npandas>=2\n").unwrap();
+    let out = sluice().arg("--environments").arg(&dir).args(["env", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("loose/requirements.txt: key `requirements`: line 2: `pandas>=2` is not pinned"),
+        "{err}"
+    );
+}
+
+#[test]
 fn doctor_lists_every_layer() {
     common::shared(); // the environment is built
     let out = sluice().args(["doctor", "--json"]).output().unwrap();
@@ -70,6 +115,11 @@ fn doctor_lists_every_layer() {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     assert_eq!(v["ok"], true, "{v}");
+    // Each environment: its zygote (started for the check) and versions.
+    let env = &v["environments"]["default"];
+    assert_eq!(env["alive"], true, "{env}");
+    assert!(env["rss_kb"].as_u64().unwrap() > 10_000, "{env}");
+    assert_eq!(env["zygote"]["versions"]["pandas"], "3.1.1", "{env}");
     assert!(out.status.success());
     let active = |n: &str| layers.iter().find(|l| l["name"] == n).unwrap()["active"] == true;
     // This host has all of them (as root, cgroups too); the escape suite

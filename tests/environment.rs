@@ -7,7 +7,7 @@ use sluice::config::DataDir;
 use sluice::environment::{EnvError, Environments};
 
 fn envs() -> Environments {
-    let mut e = Environments::new(DataDir::new(common::data_dir()));
+    let mut e = Environments::new(DataDir::new(common::data_dir()), sluice::environment::EnvSpecs::builtin());
     e.progress = false;
     e
 }
@@ -58,4 +58,32 @@ fn a_failed_build_names_the_package_and_shows_uv_output() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("broken-"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn an_environment_may_name_its_python_and_records_what_it_resolved() {
+    let root =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("py-envs-{}", std::process::id()));
+    let dir = root.join("pinned-python");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("requirements.txt"), "six==1.17.0\n").unwrap();
+    // uv finds this interpreter on the host (it would download one it cannot find).
+    let version = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    std::fs::write(dir.join("environment.toml"), format!("python = {version:?}\n")).unwrap();
+    let mut e = Environments::new(
+        DataDir::new(common::data_dir()),
+        sluice::environment::EnvSpecs::load(Some(&root)).unwrap(),
+    );
+    e.progress = false;
+    let env = e.ensure("pinned-python", false).unwrap();
+    assert!(env.python_version.starts_with(&format!("{version}.")), "{}", env.python_version);
+    assert!(env.packages.contains(&"six==1.17.0".to_string()), "{:?}", env.packages);
+    // Naming the Python is part of the identity: not the host-Python build.
+    assert_ne!(env.hash, envs().ensure_with("pinned-python", "six==1.17.0\n", false).unwrap().hash);
+    let info = e.info("pinned-python").unwrap();
+    assert!(info.built && info.installed.unwrap().contains(&"six==1.17.0".to_string()));
 }

@@ -275,6 +275,9 @@ def child_read_paths():
 # SLUICE_LANDLOCK_ABI_MAX); the child's environment is cleared before it
 # applies its rules, so it is handed down here.
 LANDLOCK_ABI = None
+# Paths the environment lets its children read besides the interpreter's
+# (environment.toml `read_paths`), handed down the same way.
+EXTRA_READ = ()
 
 
 def landlock_spec(scratch):
@@ -282,6 +285,7 @@ def landlock_spec(scratch):
     Paths that do not exist on this host are skipped by the native side."""
     read = {
         *child_read_paths(),
+        *EXTRA_READ,
         "/usr/lib",
         "/usr/lib64",
         "/lib",

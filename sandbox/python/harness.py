@@ -28,6 +28,7 @@ writes them together):
   runner.py   the child inside the sandbox: code, rows, DataFrame, user
               code, the result frame
   labels.py   checking and encoding the labels the code returned
+  arrow_lite.py  the rows' reader for environments without pyarrow
 """
 
 import gc
@@ -36,7 +37,7 @@ import os
 import socket
 import sys
 
-PROTOCOL_VERSION = 4  # of the control socket (crate::executor::protocol::VERSION)
+PROTOCOL_VERSION = 5  # of the control socket (crate::executor::protocol::VERSION)
 ABI_VERSION = 3  # of libsluice_sandbox.so (sandbox/src/lib.rs)
 
 # `-I` leaves this file's directory off sys.path. Import every harness module
@@ -65,6 +66,14 @@ def main():
     # Directories children must reach besides the interpreter's own.
     ap.add_argument("--expose", action="append", default=[])
     ap.add_argument("--expose-rw", action="append", default=[])
+    # The environment's settings (environment.toml): extra paths children
+    # may read, the modules to import (comma-separated; absent: the default
+    # stack's, those installed), whether to warm the request path and the
+    # estimators, and the server-written rows to warm the reading path on.
+    ap.add_argument("--read-path", action="append", default=[])
+    ap.add_argument("--preload")
+    ap.add_argument("--no-warm", action="store_true")
+    ap.add_argument("--warm-rows", required=True)
     args = ap.parse_args()
 
     native = Native(args.lib, ABI_VERSION)
@@ -80,7 +89,8 @@ def main():
             isolation["child_uids"] = [args.uid_base + 1, args.uid_base + args.uid_count - 1]
             # Children run as uids that own nothing: what they need must
             # not sit below a directory only root may search.
-            spec = [f"r:{p}" for p in child_read_paths() + args.expose] + [f"rw:{p}" for p in args.expose_rw]
+            read = child_read_paths() + args.expose + args.read_path
+            spec = [f"r:{p}" for p in read] + [f"rw:{p}" for p in args.expose_rw]
             isolation["covered"] = native.expose("\n".join(spec), args.uid_base)
     except OSError as e:
         isolation["error"] = str(e)
@@ -88,9 +98,13 @@ def main():
     isolation["landlock_abi"] = native.landlock_abi()
     isolation["landlock_kernel_abi"] = native.landlock_kernel_abi()
     sys.modules["enter"].LANDLOCK_ABI = isolation["landlock_abi"]
+    sys.modules["enter"].EXTRA_READ = tuple(args.read_path)
     isolation["seccomp"] = seccomp_available()
     try:
-        import_ms = warm_up()
+        preload = None if args.preload is None else [m for m in args.preload.split(",") if m]
+        with open(args.warm_rows, "rb") as f:
+            warm_rows = f.read()
+        import_ms = warm_up(preload, warm=not args.no_warm, warm_rows=warm_rows)
     except BaseException as e:  # noqa: BLE001
         ctl.send(json.dumps({"event": "failed", "message": f"import failed: {type(e).__name__}: {e}"}).encode())
         return 1
@@ -106,10 +120,13 @@ def main():
             ).encode()
         )
         return 1
-    import numpy
-    import pandas
-    import pyarrow
-    import sklearn
+    from importlib import metadata
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
 
     ctl.send(
         json.dumps(
@@ -118,12 +135,8 @@ def main():
                 "protocol": PROTOCOL_VERSION,
                 "pid": os.getpid(),
                 "python": sys.version.split()[0],
-                "versions": {
-                    "numpy": numpy.__version__,
-                    "pandas": pandas.__version__,
-                    "pyarrow": pyarrow.__version__,
-                    "scikit-learn": sklearn.__version__,
-                },
+                "versions": {d: version(d) for d in ("numpy", "pandas", "pyarrow", "scikit-learn")},
+                "rows_reader": "pyarrow" if runner.HAVE_PYARROW else "arrow_lite",
                 "import_ms": import_ms,
                 "vm_kb": proc_status_kb("VmSize"),
                 "rss_kb": proc_status_kb("VmRSS"),

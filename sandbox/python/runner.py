@@ -16,6 +16,7 @@ import resource
 import sys
 import time
 
+import arrow_lite
 import enter
 from labels import Verdict, encode_labels, validate_output  # noqa: F401 - zygote.py uses them through runner
 
@@ -216,8 +217,22 @@ def run_child(ctx):
     return result
 
 
+# Whether the environment has pyarrow (set by the zygote's warm-up); without
+# it the rows are read by arrow_lite, the harness's own reader.
+HAVE_PYARROW = True
+
+
 def to_dataframe(arrow):
     import pandas as pd
+
+    if not HAVE_PYARROW:
+        df, metas = arrow_lite.to_dataframe(arrow)
+        for i, meta in enumerate(metas):
+            if meta.get("sluice:type") == "decimal":
+                import decimal
+
+                df.isetitem(i, pd.Series([None if pd.isna(v) else decimal.Decimal(v) for v in df.iloc[:, i]], dtype=object))
+        return df
     import pyarrow as pa
     import pyarrow.ipc
 

@@ -42,32 +42,66 @@ def log(msg):
 # Zygote start-up
 
 
-def warm_up():
-    """Import everything a classifier is likely to use, once."""
-    t0 = time.monotonic()
-    import numpy  # noqa: F401
-    import pandas  # noqa: F401
-    import pyarrow  # noqa: F401
-    import pyarrow.ipc  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import sklearn  # noqa: F401
-    import sklearn.base  # noqa: F401
-    import sklearn.cluster  # noqa: F401
-    import sklearn.ensemble  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.model_selection  # noqa: F401
-    import sklearn.neighbors  # noqa: F401
-    import sklearn.pipeline  # noqa: F401
-    import sklearn.preprocessing  # noqa: F401
-    import sklearn.tree  # noqa: F401
-    import traceback  # noqa: F401
-    import warnings  # noqa: F401
-    import linecache  # noqa: F401
-    import tempfile  # noqa: F401
-    import re  # noqa: F401
-    import math  # noqa: F401
-    import collections  # noqa: F401
+# What the zygote imports when the environment names nothing
+# (environment.toml `preload`): the default stack, each module only if the
+# environment has it.
+DEFAULT_PRELOAD = (
+    "pyarrow",
+    "pyarrow.ipc",
+    "scipy.stats",
+    "sklearn",
+    "sklearn.base",
+    "sklearn.cluster",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.model_selection",
+    "sklearn.neighbors",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.tree",
+)
+# The harness's own needs (tracebacks, warnings), whatever the environment.
+STDLIB_PRELOAD = ("traceback", "warnings", "linecache", "tempfile", "re", "math", "collections")
 
+
+def installed(module):
+    """Does the environment have `module`'s top-level package? (Without
+    importing it.)"""
+    import importlib.util
+
+    return importlib.util.find_spec(module.split(".")[0]) is not None
+
+
+def warm_up(preload=None, warm=True, warm_rows=b""):
+    """Import everything a classifier is likely to use, once: `preload` (the
+    environment's list) or the default stack's modules the environment has;
+    then, with `warm`, run the request path and a tiny fit of the usual
+    estimators (when scikit-learn is there)."""
+    import importlib
+
+    t0 = time.monotonic()
+    for required in ("numpy", "pandas"):
+        if not installed(required):
+            raise ImportError(
+                f"the environment has no `{required}`: classify(df) receives a pandas DataFrame, so the "
+                "environment's requirements.txt must pin pandas and numpy"
+            )
+    modules = list(preload) if preload is not None else [m for m in DEFAULT_PRELOAD if installed(m)]
+    for m in ("numpy", "pandas", *modules, *STDLIB_PRELOAD):
+        importlib.import_module(m)
+    runner.HAVE_PYARROW = installed("pyarrow")
+
+    if installed("joblib"):
+        patch_joblib()
+    thread_based_multiprocessing_locks()
+
+    warm_request_path(warm_rows)
+    if warm and installed("sklearn"):
+        warm_estimators()
+    return (time.monotonic() - t0) * 1000.0
+
+
+def patch_joblib():
     import joblib.parallel as jp
     from joblib._parallel_backends import ThreadingBackend
 
@@ -78,8 +112,6 @@ def warm_up():
     for name in ("loky", "multiprocessing"):
         jp.BACKENDS[name] = ThreadingBackend
 
-    thread_based_multiprocessing_locks()
-
     # joblib counts CPUs by reading cgroup files (outside the child's
     # filesystem) and, for physical cores, by running lscpu (no exec in the
     # child). Count once here; children reuse the answers.
@@ -88,10 +120,6 @@ def warm_up():
     cgroup_cpus = loky_context._cpu_count_cgroup(os.cpu_count())
     loky_context._cpu_count_cgroup = lambda os_cpu_count, _n=cgroup_cpus: _n
     loky_context.cpu_count(only_physical_cores=True)  # fills loky's cache
-
-    warm_request_path()
-    warm_estimators()
-    return (time.monotonic() - t0) * 1000.0
 
 
 def thread_based_multiprocessing_locks():
@@ -111,38 +139,24 @@ def thread_based_multiprocessing_locks():
     mps.Barrier = lambda parties, action=None, timeout=None, *, ctx=None: threading.Barrier(parties, action, timeout)
 
 
-def warm_request_path():
-    """Run the per-request path once in the zygote, so that pandas' and
-    pyarrow's lazy imports and caches are part of the image every child
+def warm_request_path(warm_rows):
+    """Run the per-request path once in the zygote, on rows of every column
+    kind the server's encoder wrote (`warm_rows`), so that pandas' and the
+    rows reader's lazy imports and caches are part of the image every child
     starts from instead of being redone (with copy-on-write faults) in each."""
-    import pyarrow as pa
-
-    table = pa.table(
-        {
-            "i": pa.array([1, None, 3], pa.int64()),
-            "j": pa.array([1, 2, 3], pa.int64()),
-            "f": pa.array([0.5, None, 1.5], pa.float64()),
-            "s": pa.array(["a", None, "c"], pa.string()),
-            "b": pa.array([True, False, None], pa.bool_()),
-            "y": pa.array([b"x", None, b"z"], pa.binary()),
-        }
-    )
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
     # The rows arrive as a sealed memfd, mapped (a kernel that cannot map
     # one fails the zygote's start here, not every request).
     fd = os.memfd_create("sluice-warm-up", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    os.write(fd, sink.getvalue().to_pybytes())
+    os.write(fd, warm_rows)
     seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
-    df = runner.to_dataframe(runner.map_rows(fd))
-    runner.WARM_ROWS = sink.getvalue().to_pybytes()
+    df = runner.to_dataframe(runner.map_rows(fd))  # closes fd
+    runner.WARM_ROWS = warm_rows
     out = runner.Capture(1024)
     for code in (
         "def classify(df):\n    return [str(v) for v in df['s']]\n",
         "def classify(df):\n    return df['f']\n",
-        "def classify(df):\n    return {'labels': df['j'], 'scores': [0.5, 1, None]}\n",
+        "def classify(df):\n    return {'labels': df['i'].fillna(0), 'scores': [0.5, 1, None]}\n",
     ):
         labels, scores = runner.validate_output(runner.run_user_code(code, "classify", df, out, out), len(df))
         runner.encode_labels(labels, scores)

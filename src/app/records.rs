@@ -60,6 +60,7 @@ impl App {
     /// Prometheus text for GET /metrics.
     pub async fn metrics_text(&self, _: &Grant<act::ReadMetrics>) -> String {
         let up = if self.executor.all_alive().await { 1.0 } else { 0.0 };
+        let running = self.executor.running_count().await;
         let (spares, target, misses) = self.executor.spare_stats();
         self.metrics.render(&[
             (
@@ -73,7 +74,12 @@ impl App {
                 "Requests that found no child ready and forked their own on their path.",
                 misses as f64,
             ),
-            ("sluice_zygotes_up", "1 when every environment's zygote is running.", up),
+            ("sluice_zygotes_up", "1 when every eager environment's zygote is running.", up),
+            (
+                "sluice_zygotes_running",
+                "Environments whose zygote runs now (on-demand ones start with their first request).",
+                running as f64,
+            ),
             (
                 "sluice_ready",
                 "1 once the zygotes are warm, 0 again once stopping.",

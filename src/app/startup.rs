@@ -9,7 +9,7 @@ use super::App;
 use super::admission::Admission;
 use crate::audit::AuditStore;
 use crate::config::DataDir;
-use crate::environment::Environments;
+use crate::environment::{EnvSpecs, Environments, Start};
 use crate::executor::{ExecError, Executor};
 use crate::policy::Policies;
 use crate::sql::{DataSource, SqlError};
@@ -22,6 +22,9 @@ pub struct AppConfig {
     /// `None`: the demo database.
     pub database: Option<String>,
     pub policies_dir: Option<PathBuf>,
+    /// The operator's environments (one folder each); `None`: the built-in
+    /// `default` only.
+    pub environments_dir: Option<PathBuf>,
     /// Requests running at once (default: the number of CPUs).
     pub concurrency: usize,
     /// Requests that may wait for a slot before new ones get 429.
@@ -52,6 +55,7 @@ impl AppConfig {
             data_dir: data_dir.into(),
             database: None,
             policies_dir: None,
+            environments_dir: None,
             concurrency: cpus,
             queue: cpus * 16,
             progress: true,
@@ -101,28 +105,31 @@ impl App {
                 "marked {interrupted} audit row(s) left `running` by a stopped server as `interrupted`"
             );
         }
+        let specs = EnvSpecs::load(cfg.environments_dir.as_deref())?;
         for p in policies.iter() {
-            if !Environments::names().any(|n| n == p.environment) {
+            if specs.get(&p.environment).is_err() {
                 return Err(StartError::Policy(crate::policy::PolicyError::Invalid {
                     file: format!("policy `{}`", p.name),
                     key: "environment",
-                    problem: format!(
-                        "unknown environment `{}`; known: {}",
-                        p.environment,
-                        Environments::names().collect::<Vec<_>>().join(", ")
-                    ),
+                    problem: format!("unknown environment `{}`; known: {}", p.environment, specs.known()),
                 }));
             }
         }
 
+        // Every environment a policy names is built now (the first use),
+        // on-demand ones too: a broken pin stops the start, not a request.
         let mut wanted: Vec<String> = policies.iter().map(|p| p.environment.clone()).collect();
         wanted.sort();
         wanted.dedup();
-        let (envs, data2, progress) = (wanted.clone(), data.clone(), cfg.progress);
-        let built = tokio::task::spawn_blocking(move || {
-            let mut e = Environments::new(data2);
+        let (data2, progress, demo) = (data.clone(), cfg.progress, cfg.database.is_none());
+        let (built, demo_env) = tokio::task::spawn_blocking(move || {
+            let mut e = Environments::new(data2, specs);
             e.progress = progress;
-            envs.iter().map(|n| e.ensure(n, false)).collect::<Result<Vec<_>, _>>()
+            let built = wanted.iter().map(|n| e.ensure(n, false)).collect::<Result<Vec<_>, _>>()?;
+            // The demo database is made from scikit-learn's datasets, in
+            // the built-in stack's environment.
+            let demo_env = if demo { Some(e.ensure("default", false)?) } else { None };
+            Ok::<_, crate::environment::EnvError>((built, demo_env))
         })
         .await
         .expect("environment build panicked")?;
@@ -130,7 +137,7 @@ impl App {
         let url = match &cfg.database {
             Some(u) => u.clone(),
             None => {
-                let default_env = built.iter().find(|e| e.name == "default").unwrap_or(&built[0]).clone();
+                let default_env = demo_env.expect("built above when there is no database");
                 let data3 = data.clone();
                 let path = tokio::task::spawn_blocking(move || demo::ensure(&data3, &default_env))
                     .await
@@ -185,7 +192,7 @@ impl App {
             })?;
         let jail =
             crate::executor::jail::Jail::prepare(&policies, cfg.policies_dir.as_deref(), &data.runtime())?;
-        let executor = Arc::new(Executor::new(files, scratch, built, jail, cfg.prefork));
+        let executor = Arc::new(Executor::new(files, scratch, built, jail, policies.clone(), cfg.prefork));
         Ok(Arc::new_cyclic(|me| App {
             policies,
             audit,
@@ -201,19 +208,33 @@ impl App {
         }))
     }
 
-    /// Start every environment's zygote; the app is ready afterwards.
+    /// Start every eager environment's zygote; the app is ready afterwards.
+    /// (On-demand environments start with their first request.)
     pub async fn warm_up(&self) -> Result<(), StartError> {
-        let mut envs: Vec<&str> = self.policies.iter().map(|p| p.environment.as_str()).collect();
-        envs.sort();
-        envs.dedup();
-        for env in envs {
-            self.executor.warm(env, &self.policies).await?;
-        }
+        self.start_eager().await?;
         if !self.ready.swap(true, Ordering::SeqCst) {
             tokio::spawn(self.executor.clone().supervise());
             tokio::spawn(self.executor.clone().keep_spares(self.policies.clone()));
         }
         Ok(())
+    }
+
+    async fn start_eager(&self) -> Result<(), StartError> {
+        let mut envs: Vec<&str> = self.policies.iter().map(|p| p.environment.as_str()).collect();
+        envs.sort();
+        envs.dedup();
+        envs.retain(|e| self.executor.start_mode(e) == Some(Start::Eager));
+        for env in envs {
+            self.executor.warm(env).await?;
+        }
+        Ok(())
+    }
+
+    /// For `sluice doctor`: each environment a policy names, with its eager
+    /// zygotes started (no spares, no supervisor).
+    pub async fn environments_report(&self) -> Result<serde_json::Value, StartError> {
+        self.start_eager().await?;
+        Ok(self.executor.describe().await)
     }
 
     /// Every sandbox layer on this host (from the default policy's

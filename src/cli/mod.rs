@@ -26,6 +26,11 @@ struct Cli {
     /// Data directory: demo database, built environments, runtime files.
     #[arg(long, global = true, env = "SLUICE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Directory of operator-defined environments: one folder each, with a
+    /// pinned requirements.txt and an optional environment.toml. Default:
+    /// the built-in `default` only (which stays unless a folder replaces it).
+    #[arg(long, global = true, env = "SLUICE_ENVIRONMENTS", value_name = "DIR")]
+    environments: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -209,7 +214,19 @@ enum EnvCommand {
         force: bool,
     },
     /// List known environments and whether they are built.
-    List,
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one environment: where it is defined, its settings, and (once
+    /// built) the Python and every package version it resolved to.
+    Info {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -253,13 +270,14 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let data_dir = cli.data_dir.clone().unwrap_or_else(DataDir::default_path);
+    let envs = cli.environments.clone();
     let result = match cli.command {
-        Command::Serve(a) => runtime().block_on(serve(data_dir, a)),
-        Command::Env(c) => env(data_dir, c),
-        Command::Run(a) => runtime().block_on(run(data_dir, a)),
-        Command::Doctor { policies, json } => runtime().block_on(doctor(data_dir, policies, json)),
+        Command::Serve(a) => runtime().block_on(serve(data_dir, envs, a)),
+        Command::Env(c) => env(data_dir, envs, c),
+        Command::Run(a) => runtime().block_on(run(data_dir, envs, a)),
+        Command::Doctor { policies, json } => runtime().block_on(doctor(data_dir, envs, policies, json)),
         Command::Keys(c) => runtime().block_on(keys(data_dir, c)),
-        Command::Mcp { source } => runtime().block_on(mcp(data_dir, source)),
+        Command::Mcp { source } => runtime().block_on(mcp(data_dir, envs, source)),
         Command::Audit(c) => runtime().block_on(audit(data_dir, c)),
     };
     match result {
@@ -275,8 +293,9 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
-fn app_config(data_dir: PathBuf, s: &SourceArgs) -> AppConfig {
+fn app_config(data_dir: PathBuf, environments: Option<PathBuf>, s: &SourceArgs) -> AppConfig {
     let mut cfg = AppConfig::new(data_dir);
+    cfg.environments_dir = environments;
     cfg.database = if s.demo { None } else { s.database.clone() };
     cfg.policies_dir = s.policies.clone();
     cfg.audit_database = s.db.audit_database.clone();

@@ -9,14 +9,14 @@ use super::{EnvCommand, RunArgs, ServeArgs, SourceArgs, app_config, cli_caller, 
 use crate::app::{App, AppConfig, Caller, ExecuteRequest, act, grant};
 use crate::audit::keys::{Principal, Role};
 use crate::config::DataDir;
-use crate::environment::Environments;
+use crate::environment::{EnvSpecs, Environments};
 use crate::status::Status;
 
-pub async fn serve(data_dir: PathBuf, a: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn serve(data_dir: PathBuf, envs: Option<PathBuf>, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let grace = std::time::Duration::try_from_secs_f64(a.shutdown_grace).with_context(|| {
         format!("--shutdown-grace {}: give a number of seconds, 0 or more", a.shutdown_grace)
     })?;
-    let mut cfg = app_config(data_dir, &a.source);
+    let mut cfg = app_config(data_dir, envs, &a.source);
     if let Some(c) = a.concurrency {
         cfg.concurrency = c.max(1);
     }
@@ -109,15 +109,16 @@ async fn stop_signal() {
     }
 }
 
-pub fn env(data_dir: PathBuf, c: EnvCommand) -> anyhow::Result<ExitCode> {
-    let envs = Environments::new(DataDir::new(data_dir));
+pub fn env(data_dir: PathBuf, dir: Option<PathBuf>, c: EnvCommand) -> anyhow::Result<ExitCode> {
+    let envs = Environments::new(DataDir::new(data_dir), EnvSpecs::load(dir.as_deref())?);
     match c {
         EnvCommand::Setup { name, force } => {
             let name = name.as_deref().unwrap_or("default");
             let e = envs.ensure(name, force)?;
             println!("{}\t{}\t{}", e.name, e.hash, e.dir.display());
         }
-        EnvCommand::List => {
+        EnvCommand::List { json: true } => println!("{}", serde_json::to_string_pretty(&envs.list()?)?),
+        EnvCommand::List { json: false } => {
             for s in envs.list()? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
@@ -125,15 +126,52 @@ pub fn env(data_dir: PathBuf, c: EnvCommand) -> anyhow::Result<ExitCode> {
                     s.hash,
                     if s.built { "built" } else { "not built" },
                     s.dir.display(),
-                    s.packages.join(" ")
+                    s.requirements.join(" ")
                 );
             }
         }
+        EnvCommand::Info { name, json: true } => {
+            println!("{}", serde_json::to_string_pretty(&envs.info(&name)?)?)
+        }
+        EnvCommand::Info { name, json: false } => print_info(&envs.info(&name)?),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
+fn print_info(s: &crate::environment::EnvStatus) {
+    let st = &s.settings;
+    println!("environment {} (defined in {})", s.name, s.source);
+    println!("  hash        {}", s.hash);
+    println!("  directory   {} ({})", s.dir.display(), if s.built { "built" } else { "not built" });
+    println!(
+        "  python      {}",
+        s.python_version.as_deref().or(st.python.as_deref()).unwrap_or("the host's")
+    );
+    println!("  start       {}", serde_json::to_value(st.start).unwrap_or_default().as_str().unwrap_or("?"));
+    if let Some(d) = st.idle_stop {
+        println!("  idle stop   after {} s", d.as_secs());
+    }
+    match &st.preload {
+        Some(m) => println!("  preload     {}", m.join(", ")),
+        None => println!("  preload     the default stack's modules it has"),
+    }
+    println!("  warm        {}", if st.warm { "yes" } else { "no" });
+    for p in &st.read_paths {
+        println!("  read path   {}", p.display());
+    }
+    println!("  pinned      {}", s.requirements.join(" "));
+    match &s.installed {
+        Some(pkgs) => {
+            println!("  installed ({}):", pkgs.len());
+            for p in pkgs {
+                println!("    {p}");
+            }
+        }
+        None => println!("  not built yet: `sluice env setup {}` builds it", s.name),
+    }
+}
+
+pub async fn run(data_dir: PathBuf, envs: Option<PathBuf>, a: RunArgs) -> anyhow::Result<ExitCode> {
     let code = if a.code_file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading code from stdin")?
     } else {
@@ -147,7 +185,7 @@ pub async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--param {p}: not JSON (strings need quotes: '\"x\"')"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut cfg = app_config(data_dir, &a.source);
+    let mut cfg = app_config(data_dir, envs, &a.source);
     cfg.concurrency = 1;
     // One request: its child is forked on its path, none is kept waiting.
     cfg.prefork = 0;
@@ -170,14 +208,22 @@ pub async fn run(data_dir: PathBuf, a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(if resp.status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub async fn doctor(data_dir: PathBuf, policies: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn doctor(
+    data_dir: PathBuf,
+    envs: Option<PathBuf>,
+    policies: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut cfg = AppConfig::new(data_dir);
     cfg.policies_dir = policies;
+    cfg.environments_dir = envs;
     cfg.concurrency = 1;
     let app = App::build(cfg).await?;
     let (layers, verdict) = app.layers().await?;
+    let environments = app.environments_report().await?;
     if json {
         let v = serde_json::json!({
+            "environments": environments,
             "layers": layers,
             "ok": verdict.is_ok(),
             "error": verdict.as_ref().err().map(|e| e.to_string()),
@@ -187,6 +233,27 @@ pub async fn doctor(data_dir: PathBuf, policies: Option<PathBuf>, json: bool) ->
         println!("{:<18} {:<8} detail", "layer", "status");
         for l in &layers {
             println!("{:<18} {:<8} {}", l.name, if l.active { "active" } else { "MISSING" }, l.detail);
+        }
+        for (name, e) in environments.as_object().into_iter().flatten() {
+            let versions: Vec<String> = e["zygote"]["versions"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+                .collect();
+            let state = match e["rss_kb"].as_u64() {
+                Some(kb) if e["alive"] == true => format!("zygote up, {} MB", kb / 1024),
+                _ => "zygote stopped (starts on first use)".into(),
+            };
+            println!(
+                "environment {name}: python {}, hash {}, start {}, {state}{}{}",
+                e["python"].as_str().unwrap_or("?"),
+                e["hash"].as_str().unwrap_or("?"),
+                e["start"].as_str().unwrap_or("?"),
+                if versions.is_empty() { "" } else { "; " },
+                versions.join(", ")
+            );
         }
         for p in app.policies.iter() {
             let accepted = p.sandbox.allow_degraded.join(", ");
@@ -200,9 +267,9 @@ pub async fn doctor(data_dir: PathBuf, policies: Option<PathBuf>, json: bool) ->
     Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
-pub async fn mcp(data_dir: PathBuf, source: SourceArgs) -> anyhow::Result<ExitCode> {
+pub async fn mcp(data_dir: PathBuf, envs: Option<PathBuf>, source: SourceArgs) -> anyhow::Result<ExitCode> {
     use rmcp::ServiceExt;
-    let mut cfg = app_config(data_dir, &source);
+    let mut cfg = app_config(data_dir, envs, &source);
     cfg.progress = false; // stdout is the protocol
     let app = App::build(cfg).await?;
     app.warm_up().await?;

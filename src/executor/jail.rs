@@ -162,9 +162,13 @@ impl Jail {
     }
 
     /// Refuse to run a policy whose required layers are missing.
-    pub fn check(&self, policies: &Policies, z: &ReadyInfo) -> Result<(), JailError> {
+    pub fn check<'a>(
+        &self,
+        policies: impl IntoIterator<Item = &'a crate::policy::Policy>,
+        z: &ReadyInfo,
+    ) -> Result<(), JailError> {
         let layers = self.layers(z);
-        for p in policies.iter() {
+        for p in policies {
             for l in layers.iter().filter(|l| !l.active) {
                 if !p.sandbox.allow_degraded.iter().any(|d| d == l.name) {
                     return Err(JailError::Missing {
@@ -234,6 +238,7 @@ mod tests {
             pid: 1,
             python: "3.11".into(),
             versions: serde_json::json!({}),
+            rows_reader: "pyarrow".into(),
             import_ms: 0.0,
             vm_kb: 0,
             rss_kb: 0,
@@ -268,24 +273,24 @@ mod tests {
         let policies = Policies::load(None).unwrap();
         let j = jail();
         // cgroup missing: the default policy accepts that.
-        assert!(j.check(&policies, &ready(7, true)).is_ok());
+        assert!(j.check(policies.iter(), &ready(7, true)).is_ok());
         // An older kernel's Landlock is used for what it has, not refused…
-        assert!(j.check(&policies, &ready(3, true)).is_ok());
+        assert!(j.check(policies.iter(), &ready(3, true)).is_ok());
         // … unless truncation is unguarded: below ABI 3 with children on
         // the server's own uid.
-        let e = j.check(&policies, &ready(2, true)).unwrap_err().to_string();
+        let e = j.check(policies.iter(), &ready(2, true)).unwrap_err().to_string();
         assert!(e.contains("`landlock`") && e.contains("truncate"), "{e}");
         let mut own = ready(1, true);
         own.isolation.child_uids = Some([2, 3]);
-        assert!(j.check(&policies, &own).is_ok());
+        assert!(j.check(policies.iter(), &own).is_ok());
         let ll = j.layers(&ready(3, true)).into_iter().find(|l| l.name == "landlock").unwrap();
         assert!(ll.active && ll.detail.contains("no TCP bind/connect rules (ABI 4)"), "{}", ll.detail);
-        let e = j.check(&policies, &ready(0, true)).unwrap_err().to_string();
+        let e = j.check(policies.iter(), &ready(0, true)).unwrap_err().to_string();
         assert!(
             e.contains("`landlock`") && e.contains("policy `default`") && e.contains("allow_degraded"),
             "{e}"
         );
-        let e = j.check(&policies, &ready(7, false)).unwrap_err().to_string();
+        let e = j.check(policies.iter(), &ready(7, false)).unwrap_err().to_string();
         assert!(e.contains("`user_namespace`"), "{e}");
     }
 

@@ -4,6 +4,7 @@
 pub mod cgroup;
 mod frame;
 pub mod jail;
+mod lifecycle;
 mod outcome;
 mod pool;
 pub mod protocol;
@@ -21,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use uuid::Uuid;
 
 pub use outcome::Outcome;
@@ -74,6 +74,10 @@ struct Slot {
     /// Consecutive failed starts and when the last one failed: starts are
     /// spaced out (exponential backoff) instead of hammering a broken setup.
     failures: std::sync::Mutex<(u32, Option<std::time::Instant>)>,
+    /// Requests running in this environment, and when the last one began or
+    /// ended (an on-demand environment is stopped after `idle_stop`).
+    in_flight: std::sync::atomic::AtomicUsize,
+    last_used: std::sync::Mutex<std::time::Instant>,
 }
 
 /// Wait before the n-th consecutive restart attempt.
@@ -93,6 +97,8 @@ pub struct Executor {
     cleanups: tokio_util::task::TaskTracker,
     /// Pre-forked children waiting for a request, per policy.
     pools: Pools,
+    /// Checked against each zygote that starts (`jail.check`).
+    policies: Policies,
 }
 
 impl Executor {
@@ -103,6 +109,7 @@ impl Executor {
         scratch_root: PathBuf,
         envs: Vec<Environment>,
         jail: Jail,
+        policies: Policies,
         spares: usize,
     ) -> Self {
         let slots = envs
@@ -112,6 +119,8 @@ impl Executor {
                     env,
                     current: tokio::sync::Mutex::new(None),
                     failures: std::sync::Mutex::new((0, None)),
+                    in_flight: Default::default(),
+                    last_used: std::sync::Mutex::new(std::time::Instant::now()),
                 };
                 (slot.env.name.clone(), slot)
             })
@@ -126,6 +135,7 @@ impl Executor {
             jail,
             cleanups: Default::default(),
             pools: Pools::new(spares),
+            policies,
         }
     }
 
@@ -140,11 +150,9 @@ impl Executor {
         }
     }
 
-    /// Start `env`'s zygote and refuse policies whose layers are missing.
-    pub async fn warm(&self, env: &str, policies: &Policies) -> Result<(), ExecError> {
-        let z = self.zygote(env).await?;
-        self.jail.check(policies, &z.ready)?;
-        Ok(())
+    /// Start `env`'s zygote (it refuses policies whose layers are missing).
+    pub async fn warm(&self, env: &str) -> Result<(), ExecError> {
+        self.zygote(env).await.map(drop)
     }
 
     /// The environment's live zygote, starting one if there is none.
@@ -166,7 +174,14 @@ impl Executor {
                 (backoff(failed) - last.elapsed()).as_secs_f64()
             )));
         }
-        let z = match Zygote::start(&slot.env, &self.files, &self.zygote_options()).await {
+        // Every policy that runs here must accept the layers this host
+        // lacks: checked at each start, so an on-demand environment is
+        // refused the same way as one started with the server.
+        let started = Zygote::start(&slot.env, &self.files, &self.zygote_options()).await.and_then(|z| {
+            self.jail.check(self.policies.iter().filter(|p| p.environment == env), &z.ready)?;
+            Ok(z)
+        });
+        let z = match started {
             Ok(z) => Arc::new(z),
             Err(e) => {
                 *slot.failures.lock().unwrap() = (failed + 1, Some(std::time::Instant::now()));
@@ -187,19 +202,6 @@ impl Executor {
         Ok(z)
     }
 
-    /// Keep every zygote up: restart one that died (a crash, an OOM kill of
-    /// the zygote itself) without waiting for the next request.
-    pub async fn supervise(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            for name in self.slots.keys() {
-                if let Err(e) = self.zygote(name).await {
-                    tracing::error!(environment = %name, "zygote restart failed: {e}");
-                }
-            }
-        }
-    }
-
     /// The sandbox layers of `env`'s zygote, and whether `policies` accept
     /// the missing ones.
     pub async fn layers(
@@ -209,7 +211,7 @@ impl Executor {
     ) -> Result<(Vec<crate::executor::jail::Layer>, Result<(), crate::executor::jail::JailError>), ExecError>
     {
         let z = self.zygote(env).await?;
-        Ok((self.jail.layers(&z.ready), self.jail.check(policies, &z.ready)))
+        Ok((self.jail.layers(&z.ready), self.jail.check(policies.iter(), &z.ready)))
     }
 
     /// Wait (up to `CLEANUP_WAIT`) for the cleanups of children whose
@@ -228,39 +230,10 @@ impl Executor {
         }
     }
 
-    /// Is every environment's zygote up?
-    pub async fn all_alive(&self) -> bool {
-        for slot in self.slots.values() {
-            match slot.current.lock().await.as_ref() {
-                Some(z) if z.is_alive() => {}
-                _ => return false,
-            }
-        }
-        true
-    }
-
     /// Pre-forked children: (ready now, target over all policies, requests
     /// that found none and forked their own).
     pub fn spare_stats(&self) -> (usize, usize, u64) {
         self.pools.stats()
-    }
-
-    /// Start-up facts about each running zygote (for /readyz).
-    pub async fn describe(&self) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        for (name, slot) in &self.slots {
-            let v = match slot.current.lock().await.as_ref() {
-                Some(z) => json!({
-                    "alive": z.is_alive(),
-                    "zygote": z.ready,
-                    "layers": self.jail.layers(&z.ready),
-                    "prefork": self.pools.describe(name),
-                }),
-                None => json!({"alive": false}),
-            };
-            out.insert(name.clone(), v);
-        }
-        serde_json::Value::Object(out)
     }
 }
 

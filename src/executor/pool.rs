@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::running::{Running, wait_started};
 use super::zygote::Event;
 use super::{ChildLimits, ExecError, Executor, protocol};
+use crate::environment::Start;
 use crate::policy::{Policies, Policy};
 
 /// How long a fork may take to report `started` before it counts as failed.
@@ -136,6 +137,15 @@ impl Pools {
             pools.drain().collect()
         };
         self.taken.notify_one();
+        drop(drained);
+    }
+
+    /// Kill the spares of environment `env` (its zygote is being stopped).
+    pub(super) fn drain_environment(&self, env: &str) {
+        let drained: Vec<Spare> = {
+            let mut pools = self.by_policy.lock().unwrap();
+            pools.values_mut().filter(|p| p.environment == env).flat_map(|p| p.spares.drain(..)).collect()
+        };
         drop(drained);
     }
 
@@ -260,6 +270,13 @@ impl Executor {
         let mut failing = false;
         while !self.pools.closing.load(Ordering::SeqCst) {
             for policy in policies.iter() {
+                // An on-demand environment that is stopped keeps no spares
+                // (starting its zygote is the first request's job).
+                if policy_env_is_on_demand(&self, policy)
+                    && self.running_zygote(&policy.environment).await.is_none()
+                {
+                    continue;
+                }
                 // All that are missing at once: most of a spawn is waiting
                 // (the fork, the child's entry, a cgroup v1 move), not CPU.
                 let missing = self.pools.missing(policy);
@@ -284,4 +301,8 @@ impl Executor {
             let _ = tokio::time::timeout(REFILL_TICK, self.pools.taken.notified()).await;
         }
     }
+}
+
+fn policy_env_is_on_demand(executor: &Executor, policy: &Policy) -> bool {
+    executor.slots.get(&policy.environment).is_some_and(|s| s.env.settings.start == Start::OnDemand)
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The version of this protocol.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Largest datagram either side sends.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -142,6 +142,9 @@ pub struct ReadyInfo {
     pub pid: i32,
     pub python: String,
     pub versions: serde_json::Value,
+    /// How rows become a DataFrame: `pyarrow`, or `arrow_lite` (the
+    /// harness's own reader) in an environment without pyarrow.
+    pub rows_reader: String,
     pub import_ms: f64,
     pub vm_kb: u64,
     pub rss_kb: u64,

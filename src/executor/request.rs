@@ -38,6 +38,7 @@ impl Executor {
     /// away), its child is killed and reaped before its uid is reused.
     pub async fn run(&self, policy: &Policy, job: Job) -> Result<Outcome, ExecError> {
         let t0 = Instant::now();
+        let _in_use = self.in_use(&policy.environment);
         let Job { id, code, entrypoint, rows, row_count, limits } = job;
         let header = protocol::Request { limits: &limits, entrypoint: &entrypoint }.frame();
         let rows = rows.into_fd();

@@ -85,6 +85,18 @@ impl Zygote {
         for p in &opts.expose_rw {
             cmd.arg("--expose-rw").arg(p);
         }
+        // The environment's own settings (environment.toml).
+        let settings = &env.settings;
+        for p in &settings.read_paths {
+            cmd.arg("--read-path").arg(p);
+        }
+        if let Some(modules) = &settings.preload {
+            cmd.arg(format!("--preload={}", modules.join(",")));
+        }
+        if !settings.warm {
+            cmd.arg("--no-warm");
+        }
+        cmd.arg("--warm-rows").arg(&files.warm_rows);
         cmd.env_clear()
             .envs(zygote_env())
             .current_dir(Path::new("/"))

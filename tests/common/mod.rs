@@ -53,6 +53,27 @@ allow = ["iris"]
     dir
 }
 
+/// The repository's environments dir: the built-in `default` and the
+/// example operator environment `legacy-sklearn` (numpy 1.26, pandas 2.2,
+/// scikit-learn 1.5, no pyarrow).
+pub fn repo_environments() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/environments"))
+}
+
+/// `policies_dir()` with every policy in environment `env`.
+pub fn policies_dir_for(env: &str) -> PathBuf {
+    let src = policies_dir();
+    let dir = src.with_file_name(format!("{}-{env}", src.file_name().unwrap().to_string_lossy()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["default.toml", "tight.toml"] {
+        let text = std::fs::read_to_string(src.join(f)).unwrap();
+        let text: String =
+            text.lines().filter(|l| !l.starts_with("environment =")).collect::<Vec<_>>().join("\n");
+        std::fs::write(dir.join(f), format!("environment = \"{env}\"\n{text}\n")).unwrap();
+    }
+    dir
+}
+
 pub struct Server {
     pub base: String,
     pub app: Arc<App>,
@@ -68,6 +89,8 @@ pub struct Options {
     pub policies: Option<PathBuf>,
     /// Pre-forked children per policy.
     pub prefork: usize,
+    /// The operator's environments dir (`None`: the built-in `default`).
+    pub environments: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -79,6 +102,7 @@ impl Default for Options {
             database: None,
             policies: None,
             prefork: sluice::app::DEFAULT_PREFORK,
+            environments: None,
         }
     }
 }
@@ -96,6 +120,7 @@ pub fn start(opts: Options) -> Server {
             cfg.concurrency = opts.concurrency;
             cfg.queue = opts.queue;
             cfg.prefork = opts.prefork;
+            cfg.environments_dir = opts.environments.clone();
             cfg.progress = false;
             let app = App::build(cfg).await.expect("building the app");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,6 +1,10 @@
 //! Python environments: virtualenvs built with `uv` under the data dir,
-//! one per (name, requirements, host Python), so that editing a
-//! requirements file or changing Python builds a new one.
+//! one per (name, requirements, Python), so that editing a requirements
+//! file or changing Python builds a new one. What environments exist is
+//! `spec`'s business (the built-in `default`, the operator's folders).
+
+mod spec;
+mod status;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -10,11 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::DataDir;
-
-/// Environments shipped in the repository, embedded so an installed binary
-/// can build them.
-const BUILTIN: &[(&str, &str)] =
-    &[("default", include_str!("../sandbox/environments/default/requirements.txt"))];
+pub use spec::{EnvSpec, EnvSpecs, Settings, Start};
+pub use status::EnvStatus;
+use status::installed;
 
 /// The uv release bootstrapped from PyPI when none is on PATH.
 const UV_VERSION: &str = "0.13.9";
@@ -32,14 +34,18 @@ pub enum EnvError {
     Build { name: String, package: String, step: &'static str, status: String, output: String },
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{file}: key `{key}`: {problem}")]
+    Invalid { file: String, key: &'static str, problem: String },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnvError {
+pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnvError {
     let path = path.to_path_buf();
     move |source| EnvError::Io { what, path, source }
 }
 
-/// A built environment.
+/// A built environment (its marker file holds all but `settings`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Environment {
     pub name: String,
@@ -47,58 +53,75 @@ pub struct Environment {
     pub dir: PathBuf,
     pub python: PathBuf,
     pub python_version: String,
-}
-
-/// One line of `sluice env list`.
-#[derive(Debug, Serialize)]
-pub struct EnvStatus {
-    pub name: String,
-    pub hash: String,
-    pub built: bool,
-    pub dir: PathBuf,
+    /// Every installed distribution, `name==version`, as resolved.
+    #[serde(default)]
     pub packages: Vec<String>,
+    /// How it is served: from its definition, not the marker.
+    #[serde(skip)]
+    pub settings: Settings,
 }
 
 pub struct Environments {
     data: DataDir,
+    specs: EnvSpecs,
     host_python: String,
     /// Print progress to stderr (the CLI and `serve`); tests keep it quiet.
     pub progress: bool,
 }
 
 impl Environments {
-    pub fn new(data: DataDir) -> Self {
+    pub fn new(data: DataDir, specs: EnvSpecs) -> Self {
         let host_python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into());
-        Self { data, host_python, progress: true }
+        Self { data, specs, host_python, progress: true }
     }
 
-    pub fn names() -> impl Iterator<Item = &'static str> {
-        BUILTIN.iter().map(|(n, _)| *n)
-    }
-
-    fn requirements(name: &str) -> Result<&'static str, EnvError> {
-        BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, r)| *r).ok_or_else(|| EnvError::Unknown {
-            name: name.into(),
-            known: Self::names().collect::<Vec<_>>().join(", "),
-        })
+    pub fn specs(&self) -> &EnvSpecs {
+        &self.specs
     }
 
     /// The built environment `name`, building it first if it is missing or
     /// stale (or `force`). Blocks; concurrent callers wait on a file lock.
     pub fn ensure(&self, name: &str, force: bool) -> Result<Environment, EnvError> {
-        self.ensure_with(name, Self::requirements(name)?, force)
+        let spec = self.specs.get(name)?.clone();
+        self.build(&spec, force)
     }
 
-    /// `ensure` for an explicit requirements text (environments that do not
-    /// ship with sluice; the tests use it for small and broken ones).
+    /// `ensure` for an explicit requirements text and default settings (the
+    /// tests use it for small and broken environments).
     pub fn ensure_with(&self, name: &str, requirements: &str, force: bool) -> Result<Environment, EnvError> {
-        let (host_exe, host_version) = self.host_python()?;
-        let hash = env_hash(requirements, &host_exe, &host_version);
+        let spec = EnvSpec {
+            name: name.into(),
+            source: "<test>".into(),
+            requirements: requirements.into(),
+            settings: Settings::default(),
+        };
+        self.build(&spec, force)
+    }
+
+    /// Where `spec` is (or would be) built, and its hash.
+    pub(super) fn location(&self, spec: &EnvSpec) -> Result<(PathBuf, String), EnvError> {
+        let hash = match &spec.settings.python {
+            None => {
+                let (host_exe, host_version) = self.host_python()?;
+                env_hash(&spec.requirements, host_exe.as_os_str().as_encoded_bytes(), &host_version)
+            }
+            // uv finds (or fetches) the interpreter: the request is its identity.
+            Some(p) => env_hash(&spec.requirements, format!("uv:{p}").as_bytes(), ""),
+        };
+        Ok((self.data.environments().join(format!("{}-{hash}", spec.name)), hash))
+    }
+
+    fn build(&self, spec: &EnvSpec, force: bool) -> Result<Environment, EnvError> {
+        let (name, requirements) = (spec.name.as_str(), spec.requirements.as_str());
+        let (dir, hash) = self.location(spec)?;
+        let with_settings = |mut env: Environment| {
+            env.settings = spec.settings.clone();
+            env
+        };
         let root = self.data.environments();
         std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
-        let dir = root.join(format!("{name}-{hash}"));
         if !force && let Some(env) = read_marker(&dir) {
-            return Ok(env);
+            return Ok(with_settings(env));
         }
 
         let lock_path = root.join(format!("{name}.lock"));
@@ -107,7 +130,7 @@ impl Environments {
             .map_err(|(_, e)| EnvError::Io { what: "locking", path: lock_path.clone(), source: e.into() })?;
         // Someone else may have built it while we waited.
         if !force && let Some(env) = read_marker(&dir) {
-            return Ok(env);
+            return Ok(with_settings(env));
         }
 
         let t0 = std::time::Instant::now();
@@ -122,11 +145,15 @@ impl Environments {
         let req_path = root.join(format!(".{name}-{hash}.requirements.txt"));
         std::fs::write(&req_path, requirements).map_err(io("writing", &req_path))?;
 
+        let python = match &spec.settings.python {
+            Some(p) => p.clone().into(),
+            None => self.host_python()?.0.into_os_string(),
+        };
         self.run_step(
             name,
             requirements,
             "uv venv",
-            Command::new(&uv).arg("venv").arg("--python").arg(&host_exe).arg(&tmp),
+            Command::new(&uv).arg("venv").arg("--python").arg(&python).arg(&tmp),
         )?;
         let venv_python = tmp.join("bin/python");
         self.run_step(
@@ -147,36 +174,21 @@ impl Environments {
         // A venv's scripts name its own path; the interpreter itself does not
         // (pyvenv.cfg locates the base), so a rename keeps it working.
         std::fs::rename(&tmp, &dir).map_err(io("renaming into place", &dir))?;
+        let (python_version, packages) = installed(&dir.join("bin/python"))?;
         let env = Environment {
             name: name.into(),
             hash,
             python: dir.join("bin/python"),
             dir: dir.clone(),
-            python_version: host_version,
+            python_version,
+            packages,
+            settings: spec.settings.clone(),
         };
         let marker = dir.join(MARKER);
         let json = serde_json::to_vec_pretty(&env).expect("serializable");
         std::fs::write(&marker, json).map_err(io("writing", &marker))?;
         self.say(&format!("environment `{name}` ready in {:.1} s", t0.elapsed().as_secs_f64()));
         Ok(env)
-    }
-
-    /// Every known environment and whether its current version is built.
-    pub fn list(&self) -> Result<Vec<EnvStatus>, EnvError> {
-        let (host_exe, host_version) = self.host_python()?;
-        let mut out = Vec::new();
-        for (name, requirements) in BUILTIN {
-            let hash = env_hash(requirements, &host_exe, &host_version);
-            let dir = self.data.environments().join(format!("{name}-{hash}"));
-            out.push(EnvStatus {
-                name: name.to_string(),
-                built: read_marker(&dir).is_some(),
-                hash,
-                dir,
-                packages: requirement_lines(requirements),
-            });
-        }
-        Ok(out)
     }
 
     fn say(&self, msg: &str) {
@@ -297,23 +309,23 @@ impl Environments {
     }
 }
 
-fn read_marker(dir: &Path) -> Option<Environment> {
+pub(super) fn read_marker(dir: &Path) -> Option<Environment> {
     let text = std::fs::read(dir.join(MARKER)).ok()?;
     let env: Environment = serde_json::from_slice(&text).ok()?;
     env.python.exists().then_some(env)
 }
 
-fn env_hash(requirements: &str, host_exe: &Path, host_version: &str) -> String {
+fn env_hash(requirements: &str, python: &[u8], host_version: &str) -> String {
     let mut h = Sha256::new();
     h.update(requirements.as_bytes());
     h.update([0]);
-    h.update(host_exe.as_os_str().as_encoded_bytes());
+    h.update(python);
     h.update([0]);
     h.update(host_version.as_bytes());
     hex::encode(&h.finalize()[..8])
 }
 
-fn requirement_lines(requirements: &str) -> Vec<String> {
+pub(super) fn requirement_lines(requirements: &str) -> Vec<String> {
     requirements
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -351,20 +363,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_requirements_are_all_pinned() {
-        let req = Environments::requirements("default").unwrap();
-        let lines = requirement_lines(req);
-        for want in ["numpy", "pandas", "scikit-learn", "pyarrow"] {
-            assert!(lines.iter().any(|l| l.starts_with(&format!("{want}=="))), "{want} not pinned");
-        }
-        assert!(lines.iter().all(|l| l.contains("==")), "{lines:?}");
-    }
-
-    #[test]
     fn hash_changes_with_requirements_and_python() {
-        let a = env_hash("numpy==1", Path::new("/usr/bin/python3"), "3.11.7");
-        assert_ne!(a, env_hash("numpy==2", Path::new("/usr/bin/python3"), "3.11.7"));
-        assert_ne!(a, env_hash("numpy==1", Path::new("/usr/bin/python3"), "3.12.0"));
+        let a = env_hash("numpy==1", b"/usr/bin/python3", "3.11.7");
+        assert_ne!(a, env_hash("numpy==2", b"/usr/bin/python3", "3.11.7"));
+        assert_ne!(a, env_hash("numpy==1", b"/usr/bin/python3", "3.12.0"));
+        assert_ne!(a, env_hash("numpy==1", b"uv:3.11", ""));
         assert_eq!(a.len(), 16);
     }
 
@@ -374,11 +377,5 @@ mod tests {
         let out = "× No solution found when resolving dependencies:\n╰─▶ Because there is no version of scikit-learn==99.0 ...";
         assert_eq!(guilty_package(req, out).as_deref(), Some("scikit-learn==99.0"));
         assert_eq!(guilty_package(req, "network down"), None);
-    }
-
-    #[test]
-    fn unknown_environment_lists_known_ones() {
-        let e = Environments::requirements("gpu").unwrap_err().to_string();
-        assert!(e.contains("`gpu`") && e.contains("default"), "{e}");
     }
 }
