@@ -25,15 +25,18 @@ const PYTHON: &[(&str, &[u8])] = &[
 ];
 const CDYLIB_NAME: &str = "libsluice_sandbox.so";
 const WARM_ROWS_NAME: &str = "warm-rows.arrow";
+const WARM_CHILD_ROWS_NAME: &str = "warm-child-rows.arrow";
 const CDYLIB: &[u8] = include_bytes!(env!("SLUICE_SANDBOX_CDYLIB"));
 
 #[derive(Debug, Clone)]
 pub struct RuntimeFiles {
     pub harness: PathBuf,
     pub cdylib: PathBuf,
-    /// Rows of every column kind, written by the server's own encoder: the
-    /// zygote warms its reading path on them (`sql::encode::warm_up_rows`).
+    /// Rows written by the server's own encoder (`sql::encode::warm_up_rows`):
+    /// every column kind, which the zygote reads at start-up, and the common
+    /// kinds, which each pre-forked child reads before its request.
     pub warm_rows: PathBuf,
+    pub warm_child_rows: PathBuf,
 }
 
 impl RuntimeFiles {
@@ -44,9 +47,15 @@ impl RuntimeFiles {
 }
 
 pub fn install(runtime_dir: &Path) -> std::io::Result<RuntimeFiles> {
-    let warm_rows = crate::sql::encode::warm_up_rows().map_err(std::io::Error::other)?;
+    use crate::sql::warm_up::{WarmUp, warm_up_rows};
+    let warm_rows = warm_up_rows(WarmUp::Zygote).map_err(std::io::Error::other)?;
+    let warm_child_rows = warm_up_rows(WarmUp::Child).map_err(std::io::Error::other)?;
     let mut h = Sha256::new();
-    let generated = [(CDYLIB_NAME, CDYLIB), (WARM_ROWS_NAME, warm_rows.as_slice())];
+    let generated = [
+        (CDYLIB_NAME, CDYLIB),
+        (WARM_ROWS_NAME, warm_rows.as_slice()),
+        (WARM_CHILD_ROWS_NAME, warm_child_rows.as_slice()),
+    ];
     for (name, bytes) in PYTHON.iter().chain(generated.iter()) {
         // Name and length too: moving code between files changes the hash.
         h.update(name.as_bytes());
@@ -58,6 +67,7 @@ pub fn install(runtime_dir: &Path) -> std::io::Result<RuntimeFiles> {
         harness: dir.join(HARNESS),
         cdylib: dir.join(CDYLIB_NAME),
         warm_rows: dir.join(WARM_ROWS_NAME),
+        warm_child_rows: dir.join(WARM_CHILD_ROWS_NAME),
     };
     if PYTHON.iter().all(|(name, _)| dir.join(name).exists())
         && generated.iter().all(|(n, _)| dir.join(n).exists())

@@ -229,6 +229,7 @@ def to_dataframe(data):
 
     fields = None
     parts = None
+    rows = 0
     for msg, body in _messages(data):
         header_type, header = msg.scalar(1, "B"), msg.table(2)
         if header_type == _SCHEMA:
@@ -239,6 +240,7 @@ def to_dataframe(data):
                 raise ArrowFormatError("a record batch before the schema")
             if header.table(3) is not None:
                 raise ArrowFormatError("compressed record batches are not sent by sluice")
+            rows += header.scalar(0, "q")
             nodes, bufs = _structs(header, 1), _structs(header, 2)
             if len(nodes) != len(fields):
                 raise ArrowFormatError(f"{len(nodes)} columns in a batch of a {len(fields)}-column schema")
@@ -259,6 +261,7 @@ def to_dataframe(data):
             values, valid = np.empty(0, dtype.get(kind, np.uint64 if kind == "uint64" else np.int64)), None
         columns.append(_series(np, pd, kind, tz, values, valid))
     # By position: a query may return two columns of one name.
-    df = pd.DataFrame(dict(enumerate(columns)), index=pd.RangeIndex(len(columns[0]) if columns else 0))
+    # (A query may also return rows without columns: the count is the batches'.)
+    df = pd.DataFrame(dict(enumerate(columns)), index=pd.RangeIndex(rows))
     df.columns = [name for name, _, _, _ in fields]
     return df, [meta for _, _, _, meta in fields]

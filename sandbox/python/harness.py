@@ -68,12 +68,15 @@ def main():
     ap.add_argument("--expose-rw", action="append", default=[])
     # The environment's settings (environment.toml): extra paths children
     # may read, the modules to import (comma-separated; absent: the default
-    # stack's, those installed), whether to warm the request path and the
-    # estimators, and the server-written rows to warm the reading path on.
+    # stack's, those installed), whether to warm (a tiny fit of the usual
+    # estimators in the zygote, a DataFrame in each spare child), and the
+    # server-written rows: every kind, read once by the zygote (always: it
+    # proves the rows reader works), and the common kinds a spare warms on.
     ap.add_argument("--read-path", action="append", default=[])
     ap.add_argument("--preload")
     ap.add_argument("--no-warm", action="store_true")
     ap.add_argument("--warm-rows", required=True)
+    ap.add_argument("--warm-child-rows", required=True)
     args = ap.parse_args()
 
     native = Native(args.lib, ABI_VERSION)
@@ -104,6 +107,9 @@ def main():
         preload = None if args.preload is None else [m for m in args.preload.split(",") if m]
         with open(args.warm_rows, "rb") as f:
             warm_rows = f.read()
+        if not args.no_warm:
+            with open(args.warm_child_rows, "rb") as f:
+                runner.WARM_ROWS = f.read()
         import_ms = warm_up(preload, warm=not args.no_warm, warm_rows=warm_rows)
     except BaseException as e:  # noqa: BLE001
         ctl.send(json.dumps({"event": "failed", "message": f"import failed: {type(e).__name__}: {e}"}).encode())

@@ -143,18 +143,20 @@ def map_rows(fd):
         os.close(fd)
 
 
-# A tiny Arrow IPC stream of every column kind, set by the zygote's
-# warm-up: a spare child builds its first DataFrame from it.
+# Three rows of integers, floats and text (NULLs too) the server's encoder
+# wrote, read by the harness at start-up: a spare child builds its first
+# DataFrame from them.
 WARM_ROWS = None
 
 
 def warm_child():
     """Build one DataFrame from WARM_ROWS, inside the sandbox and before any
-    request: the pages pandas and pyarrow write on first use (copy-on-write
-    faults of the zygote's image, ~2-3 ms) are this child's own before its
-    request arrives. (Running the whole request path here too cost more CPU
-    per child than it saved on the request.) Nothing here comes from a
-    request, so nothing of one can leak into the next."""
+    request: the pages pandas and the rows reader write on first use
+    (copy-on-write faults of the zygote's image) are this child's own before
+    its request arrives. Only the common kinds: warming every kind cost the
+    child more CPU than it saved its request (the zygote warmed them all
+    once). Nothing here comes from a request, so nothing of one can leak
+    into the next."""
     if WARM_ROWS is not None:
         to_dataframe(WARM_ROWS)
 

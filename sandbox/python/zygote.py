@@ -151,7 +151,6 @@ def warm_request_path(warm_rows):
     seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     df = runner.to_dataframe(runner.map_rows(fd))  # closes fd
-    runner.WARM_ROWS = warm_rows
     out = runner.Capture(1024)
     for code in (
         "def classify(df):\n    return [str(v) for v in df['s']]\n",

@@ -12,7 +12,7 @@ use super::authz::{Grant, act};
 use super::prepare::Prepared;
 use super::trail;
 use super::types::{AppError, ExecuteRequest, ExecuteResponse};
-use crate::executor::Job;
+use crate::executor::{ExecError, Job};
 use crate::policy::Policy;
 use crate::sql::{Access, FetchLimits, Rows, SqlError};
 use crate::status::Status;
@@ -234,6 +234,17 @@ impl App {
             Ok(o) => {
                 resp.set_outcome(o);
                 resp.shape_output(policy);
+            }
+            Err(e @ (ExecError::Start(_) | ExecError::Jail(_) | ExecError::UnknownEnvironment(_))) => {
+                tracing::error!(execution_id = %resp.execution_id, environment = %policy.environment, "environment unavailable: {e}");
+                resp.set_error(Status::InternalError, json!({
+                    "message": format!(
+                        "policy `{}` runs in environment `{}`, which could not be started (the server's log and \
+                         `sluice doctor` say why); this is not your code's fault, and retrying will not help \
+                         until an operator fixes the environment",
+                        policy.name, policy.environment
+                    ),
+                }));
             }
             Err(e) => {
                 tracing::error!(execution_id = %resp.execution_id, "executor failed: {e}");

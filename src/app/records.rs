@@ -59,8 +59,8 @@ impl App {
 
     /// Prometheus text for GET /metrics.
     pub async fn metrics_text(&self, _: &Grant<act::ReadMetrics>) -> String {
-        let up = if self.executor.all_alive().await { 1.0 } else { 0.0 };
-        let running = self.executor.running_count().await;
+        let up = if self.executor.all_alive() { 1.0 } else { 0.0 };
+        let running = self.executor.running_count();
         let (spares, target, misses) = self.executor.spare_stats();
         self.metrics.render(&[
             (
@@ -97,11 +97,11 @@ impl App {
     /// the server's details what it runs on (the database, its guards,
     /// the sandbox layers, zygote pids).
     pub async fn readiness(&self, details: Option<&Grant<act::ReadServerDetails>>) -> (bool, Value) {
-        let zygotes = self.executor.all_alive().await;
+        let zygotes = self.executor.all_alive();
         // Stopping answers at once: no wait on a database that may hang.
         let db = !self.is_stopping() && self.source.ping().await;
         let ready = self.is_ready() && zygotes && db;
-        let environments = self.executor.describe().await;
+        let environments = self.executor.describe();
         if details.is_some() {
             let body = json!({
                 "ready": ready,

@@ -106,6 +106,7 @@ impl App {
             );
         }
         let specs = EnvSpecs::load(cfg.environments_dir.as_deref())?;
+        check_read_paths(&specs, &cfg)?;
         for p in policies.iter() {
             if specs.get(&p.environment).is_err() {
                 return Err(StartError::Policy(crate::policy::PolicyError::Invalid {
@@ -230,11 +231,24 @@ impl App {
         Ok(())
     }
 
-    /// For `sluice doctor`: each environment a policy names, with its eager
-    /// zygotes started (no spares, no supervisor).
-    pub async fn environments_report(&self) -> Result<serde_json::Value, StartError> {
-        self.start_eager().await?;
-        Ok(self.executor.describe().await)
+    /// For `sluice doctor`: each environment a policy names, every one of
+    /// them started (on-demand ones too: their first request would be the
+    /// first to find a broken one), with the error of one that fails.
+    pub async fn environments_report(&self) -> serde_json::Value {
+        let mut envs: Vec<&str> = self.policies.iter().map(|p| p.environment.as_str()).collect();
+        envs.sort();
+        envs.dedup();
+        let mut errors = Vec::new();
+        for env in envs {
+            if let Err(e) = self.executor.warm(env).await {
+                errors.push((env.to_string(), e.to_string()));
+            }
+        }
+        let mut report = self.executor.describe();
+        for (env, e) in errors {
+            report[env.as_str()]["error"] = serde_json::json!(e);
+        }
+        report
     }
 
     /// Every sandbox layer on this host (from the default policy's
@@ -243,10 +257,53 @@ impl App {
         &self,
     ) -> Result<(Vec<crate::executor::jail::Layer>, Result<(), crate::executor::jail::JailError>), StartError>
     {
-        let env =
+        // The layers are the host's: a running zygote of any environment
+        // tells them (an on-demand environment is not started for this).
+        let default =
             self.policies.get("default").map(|p| p.environment.clone()).unwrap_or_else(|| "default".into());
+        let running = self.executor.running_environments();
+        let env =
+            if running.contains(&default) { default } else { running.into_iter().next().unwrap_or(default) };
         Ok(self.executor.layers(&env, &self.policies).await?)
     }
+}
+
+/// An environment's `read_paths` must not reach what sluice guards: its
+/// data dir (audit log, keys, demo database, other environments), the
+/// policies, a SQLite database or audit file (children would read the
+/// rows around the SQL guard).
+fn check_read_paths(specs: &EnvSpecs, cfg: &AppConfig) -> Result<(), StartError> {
+    let sqlite = |url: &Option<String>| {
+        url.as_deref()
+            .and_then(|u| u.strip_prefix("sqlite://"))
+            .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+    };
+    let guarded: Vec<(&str, PathBuf)> = [
+        ("sluice's data dir", Some(DataDir::new(&cfg.data_dir).root().to_path_buf())),
+        ("the policies", cfg.policies_dir.clone()),
+        ("the SQLite database", sqlite(&cfg.database)),
+        ("the audit database", sqlite(&cfg.audit_database)),
+    ]
+    .into_iter()
+    .filter_map(|(what, p)| Some((what, p?)))
+    .map(|(what, p)| (what, p.canonicalize().unwrap_or(p)))
+    .collect();
+    for spec in specs.iter() {
+        for rp in &spec.settings.read_paths {
+            if let Some((what, p)) = guarded.iter().find(|(_, p)| p.starts_with(rp) || rp.starts_with(p)) {
+                return Err(StartError::Environment(crate::environment::EnvError::Invalid {
+                    file: format!("{}/environment.toml", spec.source),
+                    key: "read_paths",
+                    problem: format!(
+                        "`{}` overlaps {what} ({}): its children could read it around sluice's guards",
+                        rp.display(),
+                        p.display()
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The audit database URL of a configuration.

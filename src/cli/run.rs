@@ -220,7 +220,7 @@ pub async fn doctor(
     cfg.concurrency = 1;
     let app = App::build(cfg).await?;
     let (layers, verdict) = app.layers().await?;
-    let environments = app.environments_report().await?;
+    let environments = app.environments_report().await;
     if json {
         let v = serde_json::json!({
             "environments": environments,
@@ -242,9 +242,10 @@ pub async fn doctor(
                 .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
                 .collect();
-            let state = match e["rss_kb"].as_u64() {
-                Some(kb) if e["alive"] == true => format!("zygote up, {} MB", kb / 1024),
-                _ => "zygote stopped (starts on first use)".into(),
+            let state = match (e["rss_kb"].as_u64(), e["error"].as_str()) {
+                (_, Some(err)) => format!("FAILED TO START: {err}"),
+                (Some(kb), None) if e["alive"] == true => format!("zygote up, {} MB", kb / 1024),
+                _ => "zygote not running".into(),
             };
             println!(
                 "environment {name}: python {}, hash {}, start {}, {state}{}{}",
@@ -264,7 +265,8 @@ pub async fn doctor(
             Err(e) => println!("refused: {e}"),
         }
     }
-    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    let broken = environments.as_object().into_iter().flatten().any(|(_, e)| !e["error"].is_null());
+    Ok(if verdict.is_ok() && !broken { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 pub async fn mcp(data_dir: PathBuf, envs: Option<PathBuf>, source: SourceArgs) -> anyhow::Result<ExitCode> {

@@ -3,6 +3,7 @@
 //! file or changing Python builds a new one. What environments exist is
 //! `spec`'s business (the built-in `default`, the operator's folders).
 
+mod pins;
 mod spec;
 mod status;
 
@@ -36,6 +37,11 @@ pub enum EnvError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{file}: key `{key}`: {problem}")]
     Invalid { file: String, key: &'static str, problem: String },
+    #[error(
+        "environment `{name}`: uv installed packages its requirements.txt does not pin (dependencies of \
+         the pinned ones); add these lines so it builds the same every time:\n{packages}"
+    )]
+    Unpinned { name: String, packages: String },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
 }
@@ -94,6 +100,7 @@ impl Environments {
             source: "<test>".into(),
             requirements: requirements.into(),
             settings: Settings::default(),
+            all_pinned: false,
         };
         self.build(&spec, force)
     }
@@ -167,6 +174,16 @@ impl Environments {
                 .arg(&req_path),
         )?;
         let _ = std::fs::remove_file(&req_path);
+        // Python resolves in the venv before the rename (pyvenv.cfg names
+        // the base interpreter, not the venv's path).
+        let (python_version, packages) = installed(&tmp.join("bin/python"))?;
+        if spec.all_pinned {
+            let unpinned = pins::unpinned(requirements, &packages);
+            if !unpinned.is_empty() {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(EnvError::Unpinned { name: name.into(), packages: unpinned.join("\n") });
+            }
+        }
 
         if force {
             let _ = std::fs::remove_dir_all(&dir);
@@ -174,7 +191,6 @@ impl Environments {
         // A venv's scripts name its own path; the interpreter itself does not
         // (pyvenv.cfg locates the base), so a rename keeps it working.
         std::fs::rename(&tmp, &dir).map_err(io("renaming into place", &dir))?;
-        let (python_version, packages) = installed(&dir.join("bin/python"))?;
         let env = Environment {
             name: name.into(),
             hash,

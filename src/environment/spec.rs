@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::EnvError;
+use super::pins::check_pinned;
 
 /// Shipped in the repository and embedded, so an installed binary can
 /// build it; a folder of the same name in the operator's directory
@@ -61,11 +62,12 @@ pub struct Settings {
     /// stack's (numpy, pandas, pyarrow, scipy.stats, scikit-learn's usual
     /// estimators), those the environment has.
     pub preload: Option<Vec<String>>,
-    /// Run the request path and a tiny fit of the usual estimators in the
-    /// zygote (those it has), so children start warm.
+    /// A tiny fit of the usual estimators in the zygote (those it has) and
+    /// a warm-up DataFrame in each pre-forked child, so requests start warm.
     pub warm: bool,
-    /// Paths children may read besides the environment and the interpreter
-    /// (a model directory, a lexicon). Read-only, like the environment.
+    /// Directories children may read besides the environment and the
+    /// interpreter (a model directory, a lexicon), resolved at load time.
+    /// Read-only, like the environment.
     pub read_paths: Vec<PathBuf>,
     pub start: Start,
     /// Stop the zygote (and its spare children) after this long without a
@@ -101,6 +103,8 @@ pub struct EnvSpec {
     pub source: String,
     pub requirements: String,
     pub settings: Settings,
+    /// Refuse a build that installs a package the requirements do not pin.
+    pub all_pinned: bool,
 }
 
 /// Every environment sluice knows.
@@ -120,6 +124,7 @@ impl EnvSpecs {
                     source: format!("<built-in>/environments/{name}"),
                     requirements: req.to_string(),
                     settings: Settings::default(),
+                    all_pinned: true,
                 };
                 (name.to_string(), spec)
             })
@@ -177,6 +182,8 @@ fn load_folder(folder: &Path) -> Result<EnvSpec, EnvError> {
     let requirements = std::fs::read_to_string(&req_path).map_err(|e| {
         invalid(&req_path.display().to_string(), "requirements", format!("{e}: every environment needs one"))
     })?;
+    // Editors on some systems start the file with a byte-order mark.
+    let requirements = requirements.strip_prefix('\u{feff}').unwrap_or(&requirements).to_string();
     check_pinned(&req_path.display().to_string(), &requirements)?;
     let settings_path = folder.join(SETTINGS);
     let settings = match std::fs::read_to_string(&settings_path) {
@@ -184,7 +191,7 @@ fn load_folder(folder: &Path) -> Result<EnvSpec, EnvError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
         Err(source) => return Err(EnvError::Io { what: "reading", path: settings_path, source }),
     };
-    Ok(EnvSpec { name, source: shown, requirements, settings })
+    Ok(EnvSpec { name, source: shown, requirements, settings, all_pinned: true })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -192,48 +199,8 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn invalid(file: &str, key: &'static str, problem: String) -> EnvError {
+pub(super) fn invalid(file: &str, key: &'static str, problem: String) -> EnvError {
     EnvError::Invalid { file: file.into(), key, problem }
-}
-
-/// Every requirement must pin one version: the environment must build the
-/// same tomorrow as today, or a model pickled under it may stop loading.
-fn check_pinned(file: &str, requirements: &str) -> Result<(), EnvError> {
-    let mut any = false;
-    for (n, line) in requirements.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        any = true;
-        if line.starts_with('-') {
-            return Err(invalid(
-                file,
-                "requirements",
-                format!(
-                    "line {}: `{line}`: installer options are not read here (configure uv with UV_* \
-                     variables, e.g. UV_INDEX_URL)",
-                    n + 1
-                ),
-            ));
-        }
-        let spec = line.split(';').next().unwrap_or("");
-        if !spec.contains("==") || spec.contains(',') || spec.contains('*') {
-            return Err(invalid(
-                file,
-                "requirements",
-                format!(
-                    "line {}: `{line}` is not pinned; write `name==version` (one exact version, so the \
-                     environment builds the same every time)",
-                    n + 1
-                ),
-            ));
-        }
-    }
-    if !any {
-        return Err(invalid(file, "requirements", "no requirements: pin at least pandas and numpy".into()));
-    }
-    Ok(())
 }
 
 fn parse_settings(file: &str, text: &str) -> Result<Settings, EnvError> {
@@ -266,13 +233,29 @@ fn parse_settings(file: &str, text: &str) -> Result<Settings, EnvError> {
             ));
         }
     }
+    let mut read_paths = Vec::new();
     for p in &sf.read_paths {
         if !p.is_absolute() {
             return Err(invalid(file, "read_paths", format!("`{}` is not an absolute path", p.display())));
         }
-        if !p.exists() {
-            return Err(invalid(file, "read_paths", format!("`{}` does not exist", p.display())));
+        // Resolved once, here: a symlink changed later does not widen it.
+        let real = p.canonicalize().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                invalid(file, "read_paths", format!("`{}` does not exist", p.display()))
+            }
+            _ => invalid(file, "read_paths", format!("`{}`: {e}", p.display())),
+        })?;
+        if !real.is_dir() {
+            return Err(invalid(file, "read_paths", format!("`{}` is not a directory", p.display())));
         }
+        if real.parent().is_none() {
+            return Err(invalid(
+                file,
+                "read_paths",
+                "`/` would expose the whole host; name a directory".into(),
+            ));
+        }
+        read_paths.push(real);
     }
     if sf.idle_stop_s.is_some() && sf.start != Start::OnDemand {
         return Err(invalid(
@@ -289,7 +272,7 @@ fn parse_settings(file: &str, text: &str) -> Result<Settings, EnvError> {
         python: sf.python,
         preload: sf.preload,
         warm: sf.warm,
-        read_paths: sf.read_paths,
+        read_paths,
         start: sf.start,
         idle_stop: sf.idle_stop_s.map(Duration::from_secs),
     })
@@ -360,6 +343,32 @@ mod tests {
         std::fs::create_dir(root.path().join("empty")).unwrap();
         let e = EnvSpecs::load(Some(root.path())).unwrap_err().to_string();
         assert!(e.contains("requirements.txt") && e.contains("needs one"), "{e}");
+    }
+
+    #[test]
+    fn requirements_files_with_a_bom_or_direct_references() {
+        let root = folder("x", "\u{feff}numpy==1.26.4\npandas==2.2.3\n", None);
+        let specs = EnvSpecs::load(Some(root.path())).unwrap();
+        assert!(specs.get("x").unwrap().requirements.starts_with("numpy=="));
+        let e = err("x", "numpy @ https://example.org/numpy.whl?v==1\n", None);
+        assert!(e.contains("line 1") && e.contains("direct references"), "{e}");
+    }
+
+    #[test]
+    fn read_paths_are_resolved_directories_not_the_root() {
+        let models = tempfile::tempdir().unwrap();
+        let link = models.path().join("link");
+        std::os::unix::fs::symlink(models.path(), &link).unwrap();
+        let root =
+            folder("x", "numpy==1\n", Some(&format!("read_paths = [{:?}]\n", link.display().to_string())));
+        let specs = EnvSpecs::load(Some(root.path())).unwrap();
+        assert_eq!(specs.get("x").unwrap().settings.read_paths, [models.path().canonicalize().unwrap()]);
+        let e = err("x", "numpy==1\n", Some("read_paths = [\"/\"]\n"));
+        assert!(e.contains("whole host"), "{e}");
+        let file = models.path().join("m.pkl");
+        std::fs::write(&file, b"x").unwrap();
+        let e = err("x", "numpy==1\n", Some(&format!("read_paths = [{:?}]\n", file.display().to_string())));
+        assert!(e.contains("not a directory"), "{e}");
     }
 
     #[test]

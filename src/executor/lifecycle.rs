@@ -49,9 +49,8 @@ impl Executor {
     }
 
     /// `env`'s zygote if it is running now (none is started).
-    pub(super) async fn running_zygote(&self, env: &str) -> Option<Arc<Zygote>> {
-        let slot = self.slots.get(env)?;
-        slot.current.lock().await.as_ref().filter(|z| z.is_alive()).cloned()
+    pub(super) fn running_zygote(&self, env: &str) -> Option<Arc<Zygote>> {
+        running(self.slots.get(env)?)
     }
 
     /// Keep eager zygotes up: restart one that died (a crash, an OOM kill
@@ -75,16 +74,20 @@ impl Executor {
 
     async fn stop_if_idle(&self, name: &str, slot: &Slot) {
         let Some(after) = slot.env.settings.idle_stop else { return };
-        let mut cur = slot.current.lock().await;
-        if cur.is_none()
-            || slot.in_flight.load(Ordering::SeqCst) > 0
-            || slot.last_used.lock().unwrap().elapsed() < after
-        {
+        // Busy (a request is starting it): not idle.
+        let Ok(mut cur) = slot.current.try_lock() else { return };
+        let idle = || {
+            slot.in_flight.load(Ordering::SeqCst) == 0 && slot.last_used.lock().unwrap().elapsed() >= after
+        };
+        // Its spares first (they hold the zygote), idleness checked again
+        // under the pools' lock: a request counts itself in before it takes
+        // a spare, so it either kept the environment up or finds no spare
+        // and waits on `current` for a fresh zygote.
+        if cur.is_none() || !idle() || !self.pools.drain_environment_if(name, idle) {
             return;
         }
         if let Some(z) = cur.take() {
-            // Its spares first (they hold it), then the zygote itself.
-            self.pools.drain_environment(name);
+            slot.published.lock().unwrap().take();
             z.kill();
             tracing::info!(
                 environment = name,
@@ -96,28 +99,19 @@ impl Executor {
 
     /// Is every eager environment's zygote up? (An on-demand one that is
     /// stopped is as it should be.)
-    pub async fn all_alive(&self) -> bool {
-        for slot in self.slots.values().filter(|s| s.env.settings.start == Start::Eager) {
-            match slot.current.lock().await.as_ref() {
-                Some(z) if z.is_alive() => {}
-                _ => return false,
-            }
-        }
-        true
+    /// (Reports never wait on a zygote that is starting: it counts as down.)
+    pub fn all_alive(&self) -> bool {
+        self.slots.values().filter(|s| s.env.settings.start == Start::Eager).all(|s| running(s).is_some())
     }
 
     /// Zygotes running now.
-    pub async fn running_count(&self) -> usize {
-        let mut n = 0;
-        for slot in self.slots.values() {
-            n += usize::from(slot.current.lock().await.as_ref().is_some_and(|z| z.is_alive()));
-        }
-        n
+    pub fn running_count(&self) -> usize {
+        self.slots.values().filter(|s| running(s).is_some()).count()
     }
 
     /// Each environment for /readyz: how it is served, whether its zygote
     /// runs (with its start-up facts and its RSS now) and its spares.
-    pub async fn describe(&self) -> serde_json::Value {
+    pub fn describe(&self) -> serde_json::Value {
         let mut out = serde_json::Map::new();
         for (name, slot) in &self.slots {
             let env = &slot.env;
@@ -130,8 +124,10 @@ impl Executor {
                 "idle_s": slot.last_used.lock().unwrap().elapsed().as_secs(),
                 "in_flight": slot.in_flight.load(Ordering::SeqCst),
             });
-            if let Some(z) = slot.current.lock().await.as_ref() {
-                v["alive"] = json!(z.is_alive());
+            if slot.starting.load(Ordering::SeqCst) {
+                v["state"] = json!("starting");
+            } else if let Some(z) = running(slot) {
+                v["alive"] = json!(true);
                 v["rss_kb"] = json!(rss_kb(z.ready.pid));
                 v["zygote"] = json!(z.ready);
                 v["layers"] = json!(self.jail.layers(&z.ready));
@@ -143,6 +139,11 @@ impl Executor {
         }
         serde_json::Value::Object(out)
     }
+}
+
+/// The slot's zygote if it runs.
+fn running(slot: &Slot) -> Option<Arc<Zygote>> {
+    slot.published.lock().unwrap().as_ref().filter(|z| z.is_alive()).cloned()
 }
 
 /// A process's resident memory now, from /proc.

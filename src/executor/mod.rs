@@ -51,6 +51,8 @@ pub enum ExecError {
     Protocol(String),
     #[error("no environment `{0}` is configured")]
     UnknownEnvironment(String),
+    #[error("{0}")]
+    Capacity(String),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
     #[error(transparent)]
@@ -78,6 +80,11 @@ struct Slot {
     /// ended (an on-demand environment is stopped after `idle_stop`).
     in_flight: std::sync::atomic::AtomicUsize,
     last_used: std::sync::Mutex<std::time::Instant>,
+    /// What reports read (`current` is held while a zygote starts, which
+    /// can take seconds): the last zygote started, and whether one is
+    /// starting now.
+    published: std::sync::Mutex<Option<Arc<Zygote>>>,
+    starting: std::sync::atomic::AtomicBool,
 }
 
 /// Wait before the n-th consecutive restart attempt.
@@ -121,6 +128,8 @@ impl Executor {
                     failures: std::sync::Mutex::new((0, None)),
                     in_flight: Default::default(),
                     last_used: std::sync::Mutex::new(std::time::Instant::now()),
+                    published: Default::default(),
+                    starting: Default::default(),
                 };
                 (slot.env.name.clone(), slot)
             })
@@ -177,10 +186,12 @@ impl Executor {
         // Every policy that runs here must accept the layers this host
         // lacks: checked at each start, so an on-demand environment is
         // refused the same way as one started with the server.
+        slot.starting.store(true, std::sync::atomic::Ordering::SeqCst);
         let started = Zygote::start(&slot.env, &self.files, &self.zygote_options()).await.and_then(|z| {
             self.jail.check(self.policies.iter().filter(|p| p.environment == env), &z.ready)?;
             Ok(z)
         });
+        slot.starting.store(false, std::sync::atomic::Ordering::SeqCst);
         let z = match started {
             Ok(z) => Arc::new(z),
             Err(e) => {
@@ -199,6 +210,7 @@ impl Executor {
             "zygote ready"
         );
         *cur = Some(z.clone());
+        *slot.published.lock().unwrap() = Some(z.clone());
         Ok(z)
     }
 
@@ -210,8 +222,22 @@ impl Executor {
         policies: &Policies,
     ) -> Result<(Vec<crate::executor::jail::Layer>, Result<(), crate::executor::jail::JailError>), ExecError>
     {
-        let z = self.zygote(env).await?;
-        Ok((self.jail.layers(&z.ready), self.jail.check(policies.iter(), &z.ready)))
+        // A running zygote's report, else a zygote started for the report
+        // alone (and stopped again): starting a registered one would stop
+        // at the check this report is there to explain.
+        let ready = match self.running_zygote(env) {
+            Some(z) => z.ready.clone(),
+            None => {
+                let slot = self.slots.get(env).ok_or_else(|| ExecError::UnknownEnvironment(env.into()))?;
+                Zygote::start(&slot.env, &self.files, &self.zygote_options()).await?.ready.clone()
+            }
+        };
+        Ok((self.jail.layers(&ready), self.jail.check(policies.iter(), &ready)))
+    }
+
+    /// Environments whose zygote runs now.
+    pub fn running_environments(&self) -> Vec<String> {
+        self.slots.keys().filter(|e| self.running_zygote(e).is_some()).cloned().collect()
     }
 
     /// Wait (up to `CLEANUP_WAIT`) for the cleanups of children whose

@@ -140,13 +140,22 @@ impl Pools {
         drop(drained);
     }
 
-    /// Kill the spares of environment `env` (its zygote is being stopped).
-    pub(super) fn drain_environment(&self, env: &str) {
-        let drained: Vec<Spare> = {
+    /// Kill the spares of environment `env` (its zygote is being stopped)
+    /// and forget its pools until it runs again (they count towards no
+    /// target meanwhile).
+    /// Only if `idle()` still holds under the pools' lock; false otherwise.
+    pub(super) fn drain_environment_if(&self, env: &str, idle: impl Fn() -> bool) -> bool {
+        let drained: Vec<Pool> = {
             let mut pools = self.by_policy.lock().unwrap();
-            pools.values_mut().filter(|p| p.environment == env).flat_map(|p| p.spares.drain(..)).collect()
+            if !idle() {
+                return false;
+            }
+            let names: Vec<String> =
+                pools.iter().filter(|(_, p)| p.environment == env).map(|(n, _)| n.clone()).collect();
+            names.iter().filter_map(|n| pools.remove(n)).collect()
         };
         drop(drained);
+        true
     }
 
     /// For /metrics: spares ready now, the target over all pools, and
@@ -187,19 +196,28 @@ impl Executor {
             Some(s) => Ok(s),
             None => {
                 self.pools.misses.fetch_add(1, Ordering::Relaxed);
-                self.spawn_spare(policy).await
+                self.spawn_spare(policy, true).await
             }
         }
     }
 
     /// Fork a child for `policy` and wait until it is in its cgroup.
-    pub(super) async fn spawn_spare(&self, policy: &Policy) -> Result<Spare, ExecError> {
-        let zygote = self.zygote(&policy.environment).await?;
+    /// `may_start`: start the environment's zygote if it is not running (a
+    /// request); the refill loop never does (an on-demand environment that
+    /// was stopped stays stopped until a request needs it).
+    pub(super) async fn spawn_spare(&self, policy: &Policy, may_start: bool) -> Result<Spare, ExecError> {
+        let zygote = match may_start {
+            true => self.zygote(&policy.environment).await?,
+            false if self.start_mode(&policy.environment) == Some(Start::Eager) => {
+                self.zygote(&policy.environment).await?
+            }
+            false => self.running_zygote(&policy.environment).ok_or(ExecError::ZygoteGone)?,
+        };
         let id = Uuid::now_v7();
         let limits = ceiling(policy);
         let uid = match &self.uids {
             Some(pool) => Some(pool.acquire().ok_or_else(|| {
-                ExecError::Start(format!("all {} sandbox uids are in use", pool.capacity()))
+                ExecError::Capacity(format!("all {} sandbox uids are in use", pool.capacity()))
             })?),
             None => None,
         };
@@ -272,8 +290,8 @@ impl Executor {
             for policy in policies.iter() {
                 // An on-demand environment that is stopped keeps no spares
                 // (starting its zygote is the first request's job).
-                if policy_env_is_on_demand(&self, policy)
-                    && self.running_zygote(&policy.environment).await.is_none()
+                if self.start_mode(&policy.environment) == Some(Start::OnDemand)
+                    && self.running_zygote(&policy.environment).is_none()
                 {
                     continue;
                 }
@@ -281,7 +299,8 @@ impl Executor {
                 // (the fork, the child's entry, a cgroup v1 move), not CPU.
                 let missing = self.pools.missing(policy);
                 let spawned =
-                    futures_util::future::join_all((0..missing).map(|_| self.spawn_spare(policy))).await;
+                    futures_util::future::join_all((0..missing).map(|_| self.spawn_spare(policy, false)))
+                        .await;
                 for spawned in spawned {
                     match spawned {
                         Ok(s) => {
@@ -301,8 +320,4 @@ impl Executor {
             let _ = tokio::time::timeout(REFILL_TICK, self.pools.taken.notified()).await;
         }
     }
-}
-
-fn policy_env_is_on_demand(executor: &Executor, policy: &Policy) -> bool {
-    executor.slots.get(&policy.environment).is_some_and(|s| s.env.settings.start == Start::OnDemand)
 }

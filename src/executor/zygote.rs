@@ -96,7 +96,7 @@ impl Zygote {
         if !settings.warm {
             cmd.arg("--no-warm");
         }
-        cmd.arg("--warm-rows").arg(&files.warm_rows);
+        cmd.arg("--warm-rows").arg(&files.warm_rows).arg("--warm-child-rows").arg(&files.warm_child_rows);
         cmd.env_clear()
             .envs(zygote_env())
             .current_dir(Path::new("/"))

@@ -303,50 +303,6 @@ impl Table {
     }
 }
 
-/// Three rows of every column kind (with NULLs), as the encoder writes a
-/// query's rows: the zygote reads them once at start-up, so each child
-/// starts from an image in which the whole reading path (pyarrow's, or the
-/// harness's own reader where an environment has no pyarrow) has run.
-pub fn warm_up_rows() -> Result<Vec<u8>, SqlError> {
-    let kinds = [
-        ("b", Kind::Boolean),
-        ("i", Kind::Integer),
-        ("u", Kind::UInteger),
-        ("f", Kind::Float),
-        ("s", Kind::Text),
-        ("y", Kind::Bytes),
-        ("d", Kind::Decimal),
-        ("day", Kind::Date),
-        ("t", Kind::Time),
-        ("ts", Kind::Timestamp),
-        ("tz", Kind::TimestampTz),
-    ];
-    let columns = kinds.iter().map(|(n, k)| Column::typed(*n, *k)).collect();
-    let limits = FetchLimits { max_rows: 3, max_bytes: 0, timeout: std::time::Duration::ZERO };
-    let mut table = Table::new(columns, limits);
-    for row in 0..3i64 {
-        let cols = table.start_row()?;
-        if row == 1 {
-            cols.iter_mut().for_each(Column::null);
-        } else {
-            let [b, i, u, f, s, y, d, day, t, ts, tz] = cols else { unreachable!("eleven columns") };
-            b.bool(row == 0);
-            i.int(row - 7);
-            u.uint(u64::MAX - row as u64);
-            f.float(row as f64 + 0.5);
-            s.text("été");
-            y.bytes(b"\x00\xff");
-            d.text("12.50");
-            day.date(19_000 + row as i32);
-            t.time(3_600_000_000 + row);
-            ts.timestamp(1_700_000_000_000_000 + row);
-            tz.timestamp(-86_400_000_000 + row);
-        }
-        table.end_row()?;
-    }
-    table.finish()?.arrow.to_vec().map_err(|e| SqlError::Encode(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use arrow_schema::{DataType, TimeUnit};

@@ -26,6 +26,7 @@ mod shared;
 mod source;
 pub mod sqlite;
 mod url;
+pub mod warm_up;
 
 use std::time::Duration;
 
