@@ -56,11 +56,11 @@ fn environments_dir(models: &Path) -> PathBuf {
     std::fs::write(bare.join("environment.toml"), "preload = [\"numpy\", \"pandas\"]\n").unwrap();
     // The same packages, and a module to preload that is not there: valid
     // on paper, broken when its zygote starts.
-    let broken = dir.join("broken");
-    std::fs::create_dir(&broken).unwrap();
-    std::fs::copy(bare.join("requirements.txt"), broken.join("requirements.txt")).unwrap();
+    let unstartable = dir.join("unstartable");
+    std::fs::create_dir(&unstartable).unwrap();
+    std::fs::copy(bare.join("requirements.txt"), unstartable.join("requirements.txt")).unwrap();
     std::fs::write(
-        broken.join("environment.toml"),
+        unstartable.join("environment.toml"),
         "start = \"on_demand\"\npreload = [\"no_such_module\"]\n",
     )
     .unwrap();
@@ -104,7 +104,7 @@ fn setup() -> &'static Setup {
         let policies = common::policies_dir();
         std::fs::write(policies.join("legacy.toml"), format!("environment = {LEGACY:?}\n")).unwrap();
         std::fs::write(policies.join("bare.toml"), format!("environment = {BARE:?}\n")).unwrap();
-        std::fs::write(policies.join("broken.toml"), "environment = \"broken\"\n").unwrap();
+        std::fs::write(policies.join("unstartable.toml"), "environment = \"unstartable\"\n").unwrap();
         let server =
             start(Options { environments: Some(envs_dir), policies: Some(policies), ..Default::default() });
         Setup { server, models }
@@ -261,11 +261,12 @@ async fn an_environment_that_cannot_start_is_named_and_the_others_serve_on() {
     // On demand: the server started without it; its first request finds it
     // broken and says that retrying will not help.
     for _ in 0..2 {
-        let v = run_in("broken", "SELECT id FROM iris LIMIT 1", "def classify(df):\n    return [0]\n").await;
+        let v =
+            run_in("unstartable", "SELECT id FROM iris LIMIT 1", "def classify(df):\n    return [0]\n").await;
         assert_status(&v, "internal_error");
         let message = v["error"]["message"].as_str().unwrap();
         assert!(
-            message.contains("environment `broken`") && message.contains("retrying will not help"),
+            message.contains("environment `unstartable`") && message.contains("retrying will not help"),
             "{message}"
         );
     }
@@ -273,5 +274,5 @@ async fn an_environment_that_cannot_start_is_named_and_the_others_serve_on() {
     assert_status(&v, "success");
     let ready = common::readyz(&setup().server.base).await;
     assert_eq!(ready["ready"], true, "{ready}");
-    assert_eq!(ready["environments"]["broken"]["alive"], false, "{ready}");
+    assert_eq!(ready["environments"]["unstartable"]["alive"], false, "{ready}");
 }
