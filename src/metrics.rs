@@ -23,6 +23,9 @@ struct Inner {
     count: u64,
 }
 
+/// A gauge with one series per value of one label.
+pub type Labeled<'a> = (&'a str, &'a str, &'a str, Vec<(String, f64)>);
+
 impl Metrics {
     /// Record one finished request.
     pub fn observe(&self, status: Status, seconds: f64) {
@@ -41,7 +44,9 @@ impl Metrics {
     }
 
     /// The exposition text, with gauges supplied by the caller.
-    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    /// `gauges`: (name, help, value), read at render time; `labeled`:
+    /// (name, help, label, [(label value, value)]), one series per value.
+    pub fn render(&self, gauges: &[(&str, &str, f64)], labeled: &[Labeled<'_>]) -> String {
         let m = self.inner.lock().unwrap();
         let mut out = String::new();
         out += "# HELP sluice_executions_total Requests to execute a classifier, by final status.\n";
@@ -63,6 +68,12 @@ impl Metrics {
             let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
             out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
         }
+        for (name, help, label, series) in labeled {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+            for (v, value) in series {
+                out += &format!("{name}{{{label}=\"{v}\"}} {value}\n");
+            }
+        }
         out
     }
 }
@@ -77,7 +88,10 @@ mod tests {
         m.observe(Status::Success, 0.02);
         m.observe(Status::Success, 0.2);
         m.observe(Status::Timeout, 40.0);
-        let text = m.render(&[("sluice_up", "Always 1.", 1.0)]);
+        let envs = vec![("default".to_string(), 1.0), ("legacy".to_string(), 0.0)];
+        let text =
+            m.render(&[("sluice_up", "Always 1.", 1.0)], &[("sluice_env_up", "Up.", "environment", envs)]);
+        assert!(text.contains("sluice_env_up{environment=\"legacy\"} 0\n"), "{text}");
         assert!(text.contains("sluice_executions_total{status=\"success\"} 2\n"), "{text}");
         assert!(text.contains("sluice_execution_seconds_bucket{le=\"0.025\"} 1\n"), "{text}");
         assert!(text.contains("sluice_execution_seconds_bucket{le=\"0.25\"} 2\n"), "{text}");

@@ -230,9 +230,23 @@ async fn an_on_demand_environment_stops_when_idle_and_starts_again() {
     // the next request starts it again.
     let ready = common::readyz(&setup().server.base).await;
     assert_eq!(ready["ready"], true, "{ready}");
+    let text = metrics().await;
+    assert!(text.contains(&format!("sluice_environment_up{{environment=\"{LEGACY}\"}} 0\n")), "{text}");
+    assert!(text.contains("sluice_environment_up{environment=\"default\"} 1\n"), "{text}");
     let v = run_in("legacy", "SELECT id FROM iris LIMIT 1", VERSIONS).await;
     assert_status(&v, "success");
     assert_eq!(legacy_state().await["alive"], true);
+    let text = metrics().await;
+    assert!(text.contains(&format!("sluice_environment_up{{environment=\"{LEGACY}\"}} 1\n")), "{text}");
+    let rss = format!("sluice_environment_rss_bytes{{environment=\"{LEGACY}\"}} ");
+    let line = text.lines().find(|l| l.starts_with(&rss)).unwrap();
+    assert!(line[rss.len()..].parse::<f64>().unwrap() > 50e6, "{line}");
+}
+
+async fn metrics() -> String {
+    let url = format!("{}/metrics", setup().server.base);
+    let r = common::client().get(url).send().await.unwrap();
+    r.text().await.unwrap()
 }
 
 #[tokio::test]
@@ -259,17 +273,24 @@ async fn an_environment_without_scikit_learn_or_pyarrow_still_classifies() {
 #[tokio::test]
 async fn an_environment_that_cannot_start_is_named_and_the_others_serve_on() {
     // On demand: the server started without it; its first request finds it
-    // broken and says that retrying will not help.
-    for _ in 0..2 {
-        let v =
-            run_in("unstartable", "SELECT id FROM iris LIMIT 1", "def classify(df):\n    return [0]\n").await;
-        assert_status(&v, "internal_error");
-        let message = v["error"]["message"].as_str().unwrap();
-        assert!(
-            message.contains("environment `unstartable`") && message.contains("retrying will not help"),
-            "{message}"
-        );
-    }
+    // broken and says that retrying will not help; one right after is told
+    // when the next start is (starts are spaced out).
+    let code = "def classify(df):\n    return [0]\n";
+    let v = run_in("unstartable", "SELECT id FROM iris LIMIT 1", code).await;
+    assert_status(&v, "internal_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("environment `unstartable`") && message.contains("retrying will not help"),
+        "{message}"
+    );
+    let v = run_in("unstartable", "SELECT id FROM iris LIMIT 1", code).await;
+    assert_status(&v, "internal_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("environment `unstartable`")
+            && (message.contains("next attempt in") || message.contains("retrying will not help")),
+        "{message}"
+    );
     let v = run_in("default", "SELECT id FROM iris LIMIT 1", "def classify(df):\n    return [0]\n").await;
     assert_status(&v, "success");
     let ready = common::readyz(&setup().server.base).await;

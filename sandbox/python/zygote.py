@@ -75,8 +75,9 @@ def installed(module):
 def warm_up(preload=None, warm=True, warm_rows=b""):
     """Import everything a classifier is likely to use, once: `preload` (the
     environment's list) or the default stack's modules the environment has;
-    then, with `warm`, run the request path and a tiny fit of the usual
-    estimators (when scikit-learn is there)."""
+    run the request path on `warm_rows` (always: it proves the rows reader
+    works here) and, with `warm`, a tiny fit of the usual estimators (when
+    scikit-learn is there)."""
     import importlib
 
     t0 = time.monotonic()

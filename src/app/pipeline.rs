@@ -246,6 +246,26 @@ impl App {
                     ),
                 }));
             }
+            Err(ExecError::Backoff(e)) => {
+                tracing::warn!(execution_id = %resp.execution_id, environment = %policy.environment, "{e}");
+                resp.set_error(Status::InternalError, json!({
+                    "message": format!(
+                        "policy `{}` runs in environment `{}`, which failed to start moments ago ({e}); this is \
+                         not your code's fault: retry after that, and if it keeps failing an operator must fix \
+                         the environment",
+                        policy.name, policy.environment
+                    ),
+                }));
+            }
+            Err(ExecError::Capacity(e)) => {
+                tracing::warn!(execution_id = %resp.execution_id, "no child: {e}");
+                resp.set_error(Status::InternalError, json!({
+                    "message": format!(
+                        "sluice could not give this request a sandboxed process just now ({e}); this is not your \
+                         code's fault: retry in a few seconds"
+                    ),
+                }));
+            }
             Err(e) => {
                 tracing::error!(execution_id = %resp.execution_id, "executor failed: {e}");
                 resp.set_error(Status::InternalError, json!({

@@ -61,36 +61,55 @@ impl App {
     pub async fn metrics_text(&self, _: &Grant<act::ReadMetrics>) -> String {
         let up = if self.executor.all_alive() { 1.0 } else { 0.0 };
         let running = self.executor.running_count();
+        let envs = self.executor.environment_stats();
+        let per_env = |f: fn(&(String, bool, u64)) -> f64| envs.iter().map(|e| (e.0.clone(), f(e))).collect();
+        let labeled = [
+            (
+                "sluice_environment_up",
+                "1 while the environment's zygote runs (an on-demand one is 0 until its first request).",
+                "environment",
+                per_env(|e| if e.1 { 1.0 } else { 0.0 }),
+            ),
+            (
+                "sluice_environment_rss_bytes",
+                "Resident memory of the environment's zygote now (0 when it is not running).",
+                "environment",
+                per_env(|e| e.2 as f64),
+            ),
+        ];
         let (spares, target, misses) = self.executor.spare_stats();
-        self.metrics.render(&[
-            (
-                "sluice_prefork_ready",
-                "Children forked and sandboxed ahead of time, waiting for a request (all policies).",
-                spares as f64,
-            ),
-            ("sluice_prefork_target", "Children the pools keep ready (all policies).", target as f64),
-            (
-                "sluice_prefork_misses_total",
-                "Requests that found no child ready and forked their own on their path.",
-                misses as f64,
-            ),
-            ("sluice_zygotes_up", "1 when every eager environment's zygote is running.", up),
-            (
-                "sluice_zygotes_running",
-                "Environments whose zygote runs now (on-demand ones start with their first request).",
-                running as f64,
-            ),
-            (
-                "sluice_ready",
-                "1 once the zygotes are warm, 0 again once stopping.",
-                if self.is_ready() { 1.0 } else { 0.0 },
-            ),
-            (
-                "sluice_queue_waiting",
-                "Requests waiting for an execution slot.",
-                self.admission.waiting() as f64,
-            ),
-        ])
+        self.metrics.render(
+            &[
+                (
+                    "sluice_prefork_ready",
+                    "Children forked and sandboxed ahead of time, waiting for a request (all policies).",
+                    spares as f64,
+                ),
+                ("sluice_prefork_target", "Children the pools keep ready (all policies).", target as f64),
+                (
+                    "sluice_prefork_misses_total",
+                    "Requests that found no child ready and forked their own on their path.",
+                    misses as f64,
+                ),
+                ("sluice_zygotes_up", "1 when every eager environment's zygote is running.", up),
+                (
+                    "sluice_zygotes_running",
+                    "Environments whose zygote runs now (on-demand ones start with their first request).",
+                    running as f64,
+                ),
+                (
+                    "sluice_ready",
+                    "1 once the zygotes are warm, 0 again once stopping.",
+                    if self.is_ready() { 1.0 } else { 0.0 },
+                ),
+                (
+                    "sluice_queue_waiting",
+                    "Requests waiting for an execution slot.",
+                    self.admission.waiting() as f64,
+                ),
+            ],
+            &labeled,
+        )
     }
 
     /// Facts for /readyz: whether sluice is ready, and with a grant for

@@ -251,6 +251,12 @@ impl App {
         report
     }
 
+    /// The sandbox layers as a running zygote reports them (none is
+    /// started for this).
+    pub fn running_layers(&self) -> Option<Vec<crate::executor::jail::Layer>> {
+        self.executor.running_layers()
+    }
+
     /// Every sandbox layer on this host (from the default policy's
     /// environment), and whether every policy accepts the missing ones.
     pub async fn layers(
@@ -258,7 +264,7 @@ impl App {
     ) -> Result<(Vec<crate::executor::jail::Layer>, Result<(), crate::executor::jail::JailError>), StartError>
     {
         // The layers are the host's: a running zygote of any environment
-        // tells them (an on-demand environment is not started for this).
+        // tells them (else one is started for the report alone).
         let default =
             self.policies.get("default").map(|p| p.environment.clone()).unwrap_or_else(|| "default".into());
         let running = self.executor.running_environments();
@@ -273,21 +279,21 @@ impl App {
 /// policies, a SQLite database or audit file (children would read the
 /// rows around the SQL guard).
 fn check_read_paths(specs: &EnvSpecs, cfg: &AppConfig) -> Result<(), StartError> {
-    let sqlite = |url: &Option<String>| {
-        url.as_deref()
-            .and_then(|u| u.strip_prefix("sqlite://"))
-            .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
-    };
-    let guarded: Vec<(&str, PathBuf)> = [
-        ("sluice's data dir", Some(DataDir::new(&cfg.data_dir).root().to_path_buf())),
-        ("the policies", cfg.policies_dir.clone()),
-        ("the SQLite database", sqlite(&cfg.database)),
-        ("the audit database", sqlite(&cfg.audit_database)),
-    ]
-    .into_iter()
-    .filter_map(|(what, p)| Some((what, p?)))
-    .map(|(what, p)| (what, p.canonicalize().unwrap_or(p)))
-    .collect();
+    let mut guarded: Vec<(&str, PathBuf)> =
+        vec![("sluice's data dir", DataDir::new(&cfg.data_dir).root().into())];
+    guarded.extend(cfg.policies_dir.clone().map(|p| ("the policies", p)));
+    for url in [&cfg.database, &cfg.audit_database].into_iter().flatten() {
+        guarded.extend(url_paths(url).into_iter().map(|p| ("a file or socket of a database URL", p)));
+    }
+    // The database servers' own sockets, wherever the URL points.
+    for dir in ["/run/postgresql", "/var/run/postgresql", "/run/mysqld", "/var/run/mysqld"] {
+        guarded.push(("a database server's socket directory", dir.into()));
+    }
+    let guarded: Vec<(&str, PathBuf)> = guarded
+        .into_iter()
+        .map(|(what, p)| (what, std::path::absolute(&p).unwrap_or(p)))
+        .map(|(what, p)| (what, p.canonicalize().unwrap_or(p)))
+        .collect();
     for spec in specs.iter() {
         for rp in &spec.settings.read_paths {
             if let Some((what, p)) = guarded.iter().find(|(_, p)| p.starts_with(rp) || rp.starts_with(p)) {
@@ -306,6 +312,32 @@ fn check_read_paths(specs: &EnvSpecs, cfg: &AppConfig) -> Result<(), StartError>
     Ok(())
 }
 
+/// Paths a database URL names: a SQLite file (`sqlite:PATH`,
+/// `sqlite://PATH`, `sqlite:///ABS`), and any absolute path among its
+/// query values or its (percent-encoded) host: a Unix socket directory,
+/// TLS keys and certificates.
+fn url_paths(url: &str) -> Vec<PathBuf> {
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut out: Vec<PathBuf> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(_, v)| decode(v)))
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    if let Some(rest) = base.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        out.push(PathBuf::from(decode(path)));
+    } else if let Some((_, rest)) = base.split_once("://") {
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host = decode(host.split('/').next().unwrap_or(""));
+        if host.starts_with('/') {
+            out.push(PathBuf::from(host));
+        }
+    }
+    out
+}
+
 /// The audit database URL of a configuration.
 pub fn audit_url(cfg: &AppConfig) -> String {
     cfg.audit_database.clone().unwrap_or_else(|| {
@@ -320,4 +352,23 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
         .mode(0o700)
         .create(path)
         .map_err(|source| StartError::Io { what: format!("creating {}", path.display()), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    #[test]
+    fn database_urls_name_their_files_and_sockets() {
+        let p = |u: &str| super::url_paths(u);
+        assert_eq!(p("sqlite:///srv/db/x.db?mode=ro"), [PathBuf::from("/srv/db/x.db")]);
+        assert_eq!(p("sqlite:/srv/db/x.db"), [PathBuf::from("/srv/db/x.db")]);
+        assert_eq!(p("sqlite:rel.db"), [PathBuf::from("rel.db")]);
+        assert_eq!(
+            p("postgres://u@%2Frun%2Fpg/db?sslkey=/etc/k.pem&sslmode=require"),
+            [PathBuf::from("/etc/k.pem"), PathBuf::from("/run/pg")]
+        );
+        assert_eq!(p("mysql://root@127.0.0.1:3306/test?socket=/run/m.sock"), [PathBuf::from("/run/m.sock")]);
+        assert!(p("postgres://u@localhost/db").is_empty());
+    }
 }

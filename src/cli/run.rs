@@ -50,8 +50,9 @@ pub async fn serve(data_dir: PathBuf, envs: Option<PathBuf>, a: ServeArgs) -> an
         () = &mut signal => true,
     };
     if !signalled {
-        let (layers, _) = app.layers().await?;
-        for l in layers.iter().filter(|l| !l.active) {
+        // From a running zygote (every environment on demand: none yet;
+        // each is checked against its policies when it starts).
+        for l in app.running_layers().iter().flatten().filter(|l| !l.active) {
             eprintln!("sluice: warning: sandbox layer `{}` is not active on this host: {}", l.name, l.detail);
         }
         println!("sluice listening on http://{addr}");
@@ -219,14 +220,30 @@ pub async fn doctor(
     cfg.environments_dir = envs;
     cfg.concurrency = 1;
     let app = App::build(cfg).await?;
-    let (layers, verdict) = app.layers().await?;
+    // Environments first: the layer report then reads a running zygote.
     let environments = app.environments_report().await;
+    let broken: Vec<&String> = environments
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, e)| !e["error"].is_null())
+        .map(|(name, _)| name)
+        .collect();
+    // The layers need one zygote that starts; without one, that is the error.
+    let (layers, verdict) = match app.layers().await {
+        Ok((layers, verdict)) => (layers, verdict.map_err(|e| e.to_string())),
+        Err(e) => {
+            (Vec::new(), Err(format!("no environment's zygote starts, so the layers are unknown: {e}")))
+        }
+    };
+    let ok = verdict.is_ok() && broken.is_empty();
     if json {
         let v = serde_json::json!({
             "environments": environments,
             "layers": layers,
-            "ok": verdict.is_ok(),
-            "error": verdict.as_ref().err().map(|e| e.to_string()),
+            "ok": ok,
+            "error": verdict.as_ref().err(),
+            "broken_environments": broken,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -261,12 +278,17 @@ pub async fn doctor(
             println!("policy {}: accepts missing [{}]", p.name, accepted);
         }
         match &verdict {
-            Ok(()) => println!("ok: `sluice serve` will start with these layers"),
+            Ok(()) if ok => println!("ok: `sluice serve` will start with these layers"),
+            Ok(()) => {}
             Err(e) => println!("refused: {e}"),
         }
+        for name in &broken {
+            println!(
+                "broken: environment `{name}` does not start (see above); requests under its policies fail"
+            );
+        }
     }
-    let broken = environments.as_object().into_iter().flatten().any(|(_, e)| !e["error"].is_null());
-    Ok(if verdict.is_ok() && !broken { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 pub async fn mcp(data_dir: PathBuf, envs: Option<PathBuf>, source: SourceArgs) -> anyhow::Result<ExitCode> {

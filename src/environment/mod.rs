@@ -160,7 +160,8 @@ impl Environments {
             name,
             requirements,
             "uv venv",
-            Command::new(&uv).arg("venv").arg("--python").arg(&python).arg(&tmp),
+            // No pip/setuptools seeded in (UV_VENV_SEED): every package is a pinned one.
+            Command::new(&uv).arg("venv").arg("--python").arg(&python).arg(&tmp).env_remove("UV_VENV_SEED"),
         )?;
         let venv_python = tmp.join("bin/python");
         self.run_step(

@@ -238,7 +238,8 @@ fn parse_settings(file: &str, text: &str) -> Result<Settings, EnvError> {
         if !p.is_absolute() {
             return Err(invalid(file, "read_paths", format!("`{}` is not an absolute path", p.display())));
         }
-        // Resolved once, here: a symlink changed later does not widen it.
+        // Resolved here (symlinks in it followed once); children get the
+        // resolved path.
         let real = p.canonicalize().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 invalid(file, "read_paths", format!("`{}` does not exist", p.display()))
@@ -253,6 +254,16 @@ fn parse_settings(file: &str, text: &str) -> Result<Settings, EnvError> {
                 file,
                 "read_paths",
                 "`/` would expose the whole host; name a directory".into(),
+            ));
+        }
+        if ["/proc", "/sys", "/dev"].iter().any(|k| real.starts_with(k)) {
+            return Err(invalid(
+                file,
+                "read_paths",
+                format!(
+                    "`{}` is a kernel filesystem (other processes, devices); name a data directory",
+                    p.display()
+                ),
             ));
         }
         read_paths.push(real);
@@ -365,6 +376,8 @@ mod tests {
         assert_eq!(specs.get("x").unwrap().settings.read_paths, [models.path().canonicalize().unwrap()]);
         let e = err("x", "numpy==1\n", Some("read_paths = [\"/\"]\n"));
         assert!(e.contains("whole host"), "{e}");
+        let e = err("x", "numpy==1\n", Some("read_paths = [\"/proc/self\"]\n"));
+        assert!(e.contains("kernel filesystem"), "{e}");
         let file = models.path().join("m.pkl");
         std::fs::write(&file, b"x").unwrap();
         let e = err("x", "numpy==1\n", Some(&format!("read_paths = [{:?}]\n", file.display().to_string())));

@@ -65,7 +65,7 @@ impl Environments {
 pub(super) fn installed(python: &Path) -> Result<(String, Vec<String>), EnvError> {
     const SCRIPT: &str = "import sys, importlib.metadata as m\n\
         print(sys.version.split()[0])\n\
-        for d in sorted({(d.metadata['Name'] or '?').lower(): d.version for d in m.distributions()}.items()):\n    \
+        for d in sorted({d.metadata['Name'].lower(): d.version for d in m.distributions() if d.metadata['Name']}.items()):\n    \
         print(d[0] + '==' + d[1])";
     let out = Command::new(python)
         .args(["-I", "-c", SCRIPT])

@@ -33,6 +33,23 @@ impl Drop for InUse<'_> {
     }
 }
 
+/// A zygote start in progress (cleared however the start ends, a
+/// cancelled one too).
+pub(super) struct Starting<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Starting<'a> {
+    pub(super) fn new(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Starting(flag)
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Executor {
     /// Mark a request in `env` (None: no such environment; the request
     /// then fails where it asks for the zygote).
@@ -83,11 +100,11 @@ impl Executor {
         // under the pools' lock: a request counts itself in before it takes
         // a spare, so it either kept the environment up or finds no spare
         // and waits on `current` for a fresh zygote.
-        if cur.is_none() || !idle() || !self.pools.drain_environment_if(name, idle) {
+        let unpublish = || drop(slot.published.lock().unwrap().take());
+        if cur.is_none() || !idle() || !self.pools.drain_environment_if(name, idle, unpublish) {
             return;
         }
         if let Some(z) = cur.take() {
-            slot.published.lock().unwrap().take();
             z.kill();
             tracing::info!(
                 environment = name,
@@ -98,10 +115,24 @@ impl Executor {
     }
 
     /// Is every eager environment's zygote up? (An on-demand one that is
-    /// stopped is as it should be.)
-    /// (Reports never wait on a zygote that is starting: it counts as down.)
+    /// stopped is as it should be; one that is starting counts as down:
+    /// reports never wait for a start.)
     pub fn all_alive(&self) -> bool {
         self.slots.values().filter(|s| s.env.settings.start == Start::Eager).all(|s| running(s).is_some())
+    }
+
+    /// Per environment: (name, its zygote runs, its RSS in bytes now).
+    pub fn environment_stats(&self) -> Vec<(String, bool, u64)> {
+        let mut out: Vec<_> = self
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let z = running(slot);
+                (name.clone(), z.is_some(), z.and_then(|z| rss_kb(z.ready.pid)).unwrap_or(0) * 1024)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Zygotes running now.

@@ -53,6 +53,9 @@ pub enum ExecError {
     UnknownEnvironment(String),
     #[error("{0}")]
     Capacity(String),
+    /// The last start failed moments ago; the next is spaced out.
+    #[error("{0}")]
+    Backoff(String),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
     #[error(transparent)]
@@ -171,14 +174,18 @@ impl Executor {
         if let Some(z) = cur.as_ref().filter(|z| z.is_alive()) {
             return Ok(z.clone());
         }
-        if cur.take().is_some() {
+        if let Some(old) = cur.take() {
+            // Marked dead is not always gone (a broken control socket):
+            // make sure, and stop reporting it.
+            old.kill();
+            slot.published.lock().unwrap().take();
             tracing::warn!(environment = env, "restarting the zygote");
         }
         let (failed, last) = *slot.failures.lock().unwrap();
         if let Some(last) = last
             && last.elapsed() < backoff(failed)
         {
-            return Err(ExecError::Start(format!(
+            return Err(ExecError::Backoff(format!(
                 "the zygote failed to start {failed} time(s) in a row; next attempt in {:.1} s",
                 (backoff(failed) - last.elapsed()).as_secs_f64()
             )));
@@ -186,12 +193,12 @@ impl Executor {
         // Every policy that runs here must accept the layers this host
         // lacks: checked at each start, so an on-demand environment is
         // refused the same way as one started with the server.
-        slot.starting.store(true, std::sync::atomic::Ordering::SeqCst);
+        let starting = lifecycle::Starting::new(&slot.starting);
         let started = Zygote::start(&slot.env, &self.files, &self.zygote_options()).await.and_then(|z| {
             self.jail.check(self.policies.iter().filter(|p| p.environment == env), &z.ready)?;
             Ok(z)
         });
-        slot.starting.store(false, std::sync::atomic::Ordering::SeqCst);
+        drop(starting);
         let z = match started {
             Ok(z) => Arc::new(z),
             Err(e) => {
@@ -233,6 +240,11 @@ impl Executor {
             }
         };
         Ok((self.jail.layers(&ready), self.jail.check(policies.iter(), &ready)))
+    }
+
+    /// The layers a running zygote (of any environment) reports.
+    pub fn running_layers(&self) -> Option<Vec<crate::executor::jail::Layer>> {
+        self.slots.keys().find_map(|e| self.running_zygote(e)).map(|z| self.jail.layers(&z.ready))
     }
 
     /// Environments whose zygote runs now.

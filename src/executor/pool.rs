@@ -26,7 +26,6 @@ use uuid::Uuid;
 use super::running::{Running, wait_started};
 use super::zygote::Event;
 use super::{ChildLimits, ExecError, Executor, protocol};
-use crate::environment::Start;
 use crate::policy::{Policies, Policy};
 
 /// How long a fork may take to report `started` before it counts as failed.
@@ -144,12 +143,20 @@ impl Pools {
     /// and forget its pools until it runs again (they count towards no
     /// target meanwhile).
     /// Only if `idle()` still holds under the pools' lock; false otherwise.
-    pub(super) fn drain_environment_if(&self, env: &str, idle: impl Fn() -> bool) -> bool {
+    /// `then` runs under the same lock (the refill loop, which looks
+    /// before it takes the lock, then sees the environment stopped).
+    pub(super) fn drain_environment_if(
+        &self,
+        env: &str,
+        idle: impl Fn() -> bool,
+        then: impl FnOnce(),
+    ) -> bool {
         let drained: Vec<Pool> = {
             let mut pools = self.by_policy.lock().unwrap();
             if !idle() {
                 return false;
             }
+            then();
             let names: Vec<String> =
                 pools.iter().filter(|(_, p)| p.environment == env).map(|(n, _)| n.clone()).collect();
             names.iter().filter_map(|n| pools.remove(n)).collect()
@@ -203,14 +210,13 @@ impl Executor {
 
     /// Fork a child for `policy` and wait until it is in its cgroup.
     /// `may_start`: start the environment's zygote if it is not running (a
-    /// request); the refill loop never does (an on-demand environment that
-    /// was stopped stays stopped until a request needs it).
+    /// request); the refill loop never does: an on-demand environment that
+    /// was stopped stays stopped until a request needs it, an eager one is
+    /// restarted by `supervise` (a start can take seconds, which would hold
+    /// up every other policy's refill).
     pub(super) async fn spawn_spare(&self, policy: &Policy, may_start: bool) -> Result<Spare, ExecError> {
         let zygote = match may_start {
             true => self.zygote(&policy.environment).await?,
-            false if self.start_mode(&policy.environment) == Some(Start::Eager) => {
-                self.zygote(&policy.environment).await?
-            }
             false => self.running_zygote(&policy.environment).ok_or(ExecError::ZygoteGone)?,
         };
         let id = Uuid::now_v7();
@@ -288,11 +294,9 @@ impl Executor {
         let mut failing = false;
         while !self.pools.closing.load(Ordering::SeqCst) {
             for policy in policies.iter() {
-                // An on-demand environment that is stopped keeps no spares
-                // (starting its zygote is the first request's job).
-                if self.start_mode(&policy.environment) == Some(Start::OnDemand)
-                    && self.running_zygote(&policy.environment).is_none()
-                {
+                // No spares while the zygote is not running (stopped when
+                // idle, or being restarted by `supervise`).
+                if self.running_zygote(&policy.environment).is_none() {
                     continue;
                 }
                 // All that are missing at once: most of a spawn is waiting
