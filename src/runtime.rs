@@ -32,7 +32,7 @@ const CDYLIB: &[u8] = include_bytes!(env!("SLUICE_SANDBOX_CDYLIB"));
 pub struct RuntimeFiles {
     pub harness: PathBuf,
     pub cdylib: PathBuf,
-    /// Rows written by the server's own encoder (`sql::encode::warm_up_rows`):
+    /// Rows written by the server's own encoder (`sql::warm_up::warm_up_rows`):
     /// every column kind, which the zygote reads at start-up, and the common
     /// kinds, which each pre-forked child reads before its request.
     pub warm_rows: PathBuf,
