@@ -177,7 +177,7 @@ impl Environments {
         let _ = std::fs::remove_file(&req_path);
         // Python resolves in the venv before the rename (pyvenv.cfg names
         // the base interpreter, not the venv's path).
-        let (python_version, packages) = installed(&tmp.join("bin/python"))?;
+        let (python_version, packages) = installed(&venv_python)?;
         if spec.all_pinned {
             let unpinned = pins::unpinned(requirements, &packages);
             if !unpinned.is_empty() {
