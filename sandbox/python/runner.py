@@ -231,9 +231,7 @@ def to_dataframe(arrow):
         df, metas = arrow_lite.to_dataframe(arrow)
         for i, meta in enumerate(metas):
             if meta.get("sluice:type") == "decimal":
-                import decimal
-
-                df.isetitem(i, pd.Series([None if pd.isna(v) else decimal.Decimal(v) for v in df.iloc[:, i]], dtype=object))
+                df.isetitem(i, _decimals(pd, df.iloc[:, i], df.index))
         return df
     import pyarrow as pa
     import pyarrow.ipc
@@ -249,17 +247,21 @@ def to_dataframe(arrow):
         col = table.column(i)
         meta = field.metadata or {}
         if meta.get(b"sluice:type") == b"decimal":
-            import decimal
-
-            df[field.name] = pd.Series(
-                [None if v is None else decimal.Decimal(v) for v in col.to_pylist()], dtype=object, index=df.index
-            )
+            df[field.name] = _decimals(pd, col.to_pylist(), df.index)
             continue
         if pa.types.is_boolean(field.type) and col.null_count > 0:
             df[field.name] = col.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, use_threads=False)
         elif pa.types.is_integer(field.type) and col.null_count > 0:
             df[field.name] = col.to_pandas(types_mapper=_nullable_int_mapper(pd, pa), use_threads=False)
     return df
+
+
+def _decimals(pd, texts, index):
+    """A decimal column, sent as text, as decimal.Decimal values (NULLs as
+    None), whichever reader produced the text."""
+    import decimal
+
+    return pd.Series([None if pd.isna(v) else decimal.Decimal(v) for v in texts], dtype=object, index=index)
 
 
 def _nullable_int_mapper(pd, pa):

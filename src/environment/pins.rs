@@ -63,14 +63,7 @@ pub(super) fn unpinned(requirements: &str, installed: &[String]) -> Vec<String> 
         let lower = name.trim().to_ascii_lowercase();
         lower.split(['-', '_', '.']).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
     }
-    let pinned: Vec<String> = requirements
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            norm(l.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).next().unwrap_or(""))
-        })
-        .collect();
+    let pinned: Vec<String> = super::requirement_names(requirements).iter().map(|n| norm(n)).collect();
     installed
         .iter()
         .filter(|line| !pinned.contains(&norm(line.split("==").next().unwrap_or(line))))

@@ -177,9 +177,7 @@ fn running(slot: &Slot) -> Option<Arc<Zygote>> {
     slot.published.lock().unwrap().as_ref().filter(|z| z.is_alive()).cloned()
 }
 
-/// A process's resident memory now, from /proc.
+/// A process's resident memory now.
 fn rss_kb(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    super::usage::status_kb(pid, "VmRSS")
 }

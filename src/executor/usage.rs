@@ -78,7 +78,7 @@ pub(super) fn live_account(pid: i32) -> Option<(u64, u64)> {
     if matches!(stat.first().map(String::as_str), None | Some("Z" | "X")) {
         return None;
     }
-    Some((cpu_ns_with(pid, &stat), peak_rss_kb(pid)))
+    Some((cpu_ns_with(pid, &stat), status_kb(pid, "VmHWM").unwrap_or(0)))
 }
 
 /// CLOCK_MONOTONIC now, in seconds (Python's `time.monotonic` in the
@@ -89,14 +89,13 @@ pub(super) fn monotonic_s() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Peak resident memory (KiB) of a live child.
-fn peak_rss_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// One `kB` field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`).
+pub(super) fn status_kb(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// SIGKILL through the pidfd. An error (ESRCH) means the process had
@@ -118,7 +117,9 @@ mod tests {
         }
         assert!(x > 0);
         assert!(super::cpu_ns(me) >= 10_000_000, "{}", super::cpu_ns(me));
-        assert!(super::peak_rss_kb(me) > 0);
+        assert!(super::status_kb(me, "VmHWM").unwrap() > 0);
+        assert!(super::status_kb(me, "VmRSS").unwrap() > 0);
+        assert_eq!(super::status_kb(me, "VmNope"), None);
         assert!(super::live_account(me).is_some_and(|(cpu, peak)| cpu >= 10_000_000 && peak > 0));
         assert_eq!(super::cpu_ns(i32::MAX), 0);
         assert_eq!(super::live_account(i32::MAX), None);
