@@ -11,15 +11,24 @@
 //! - the in-process floor: that worker's own timing of the same work
 //!   (read_sql + exec + classify + encoding the labels), no IPC.
 //!
-//! Labels are checked on every response. It also measures throughput with
-//! concurrent clients (audit on and off), times a cold `python -c "import
-//! pandas, sklearn"` (a fresh process per request), prints any `prefork`
-//! metrics and the targets, PASS or MISS (a miss does not fail the run).
-//! Compare only figures taken in one run: the VM drifts.
+//! Labels are checked on every response. It also measures the trivial
+//! request paced as an agent sends them (one, then a pause: the machine is
+//! otherwise idle when it arrives), throughput with concurrent clients
+//! (audit on and off) and the CPU each request costs, by process (the
+//! sluice process with this bench's clients, the zygote's forks, the
+//! children), with the request rate that CPU allows on this machine's
+//! cores, and the floor under any fresh process per request: the CPU of a
+//! fork and exit of the zygote's image outside sluice
+//! (`bench/fork_floor.py`); times a cold `python -c "import pandas,
+//! sklearn"` (a fresh interpreter per request), prints any `prefork`
+//! metrics and the targets, PASS
+//! or MISS (a miss does not fail the run). Compare only figures taken in
+//! one run: the VM drifts.
 //!
 //! Env: SLUICE_BENCH_REQUESTS (trivial requests per approach, and per
 //! throughput run; default 300), SLUICE_BENCH_KMEANS_REQUESTS (default 100),
-//! SLUICE_BENCH_CLIENTS (default 4).
+//! SLUICE_BENCH_CLIENTS (default 4), SLUICE_BENCH_PACED (paced requests,
+//! 200 ms apart; default 60).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -32,7 +41,10 @@ use serde_json::{Value, json};
 use sluice::app::{App, AppConfig};
 use sluice::audit::keys::Role;
 use sluice::config::DataDir;
-use sluice::environment::Environments;
+
+#[path = "e2e_costs.rs"]
+mod costs;
+use costs::{cold_import_p50, cold_python, cpu_s, fork_floor, paced};
 
 const SQL: &str = "SELECT * FROM iris";
 const TRIVIAL: &str =
@@ -262,23 +274,6 @@ async fn throughput(s: &Sluice, clients: usize, total: usize) -> f64 {
     (per * clients) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// p50 of `runs` cold `python -c "import pandas, sklearn"`.
-fn cold_import_p50(python: &Path, runs: usize) -> f64 {
-    let mut cold = Samples::default();
-    for _ in 0..runs {
-        let t = Instant::now();
-        let st = Command::new(python)
-            .args(["-I", "-B", "-c", "import pandas, sklearn"])
-            .env_clear()
-            .envs(sluice::executor::zygote::zygote_env())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        cold.0.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    cold.p50()
-}
-
 /// A target line: PASS when `have` ≤ `limit`.
 fn at_most(what: &str, have: f64, limit: f64, unit: &str) {
     let verdict = if have <= limit { "PASS" } else { "MISS" };
@@ -330,19 +325,34 @@ fn main() {
         // Throughput with concurrent clients, with the audit log (as
         // served) and without it (a second server in this process whose
         // requests skip the log), alternating so drift hits both.
+        let paced_n = env_usize("SLUICE_BENCH_PACED", 60);
+        let paced = paced(&s, paced_n, std::time::Duration::from_millis(200)).await;
         let (s_off, _app_off) = start(&data_dir, false).await;
         throughput(&s_off, clients, 20).await;
+        // CPU per request, over the audited runs: this process (the server
+        // and these clients), the zygote (its forks) and the children it
+        // reaped (the spares still waiting at the end are not counted).
+        let ready: Value = serde_json::from_str(&s.get_text("/readyz").await).unwrap();
+        let zygote_pid = ready["environments"]["default"]["zygote"]["pid"].to_string();
         let (mut on, mut off) = (Samples::default(), Samples::default());
+        let (mut own, mut zyg, mut kids) = (0.0, 0.0, 0.0);
         for _ in 0..3 {
+            let (o0, z0) = (cpu_s("self"), cpu_s(&zygote_pid));
             on.0.push(throughput(&s, clients, requests).await);
+            let (o1, z1) = (cpu_s("self"), cpu_s(&zygote_pid));
+            own += o1.0 - o0.0;
+            (zyg, kids) = (zyg + z1.0 - z0.0, kids + z1.1 - z0.1);
             off.0.push(throughput(&s_off, clients, requests).await);
         }
         let (conc_on, conc_off) = (on.p50(), off.p50());
+        let per_request_ms = |cpu_s: f64| cpu_s * 1000.0 / (3 * (requests / clients.max(1)) * clients) as f64;
+        let (own, zyg, kids) = (per_request_ms(own), per_request_ms(zyg), per_request_ms(kids));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
         // Cold start of the same interpreter and environment.
         let cold_p50 = cold_import_p50(&python, 5);
+        let floor = fork_floor(&python);
         // The zygote's details are shown to a key with the audit role (admin here).
-        let ready: Value = serde_json::from_str(&s.get_text("/readyz").await).unwrap();
         let metrics = s.get_text("/metrics").await;
 
         let z = &ready["environments"]["default"]["zygote"];
@@ -363,6 +373,9 @@ fn main() {
                 println!("{name:<9} {approach:<33} {:>5} {p50:8.2} {p95:8.2} {:8.2}", x.0.len(), p95 / p50);
             }
         }
+        let (p50, p95) = (paced.p50(), paced.p95());
+        let approach = "sluice, paced 200 ms apart";
+        println!("{:<9} {approach:<33} {:>5} {p50:8.2} {p95:8.2} {:8.2}", "trivial", paced.0.len(), p95 / p50);
         let [_, trivial_warm, trivial] = &results[0].1;
         let [_, kmeans_warm, kmeans] = &results[1].1;
         println!();
@@ -370,6 +383,32 @@ fn main() {
         println!("  {clients} clients, audit on       {conc_on:8.1} req/s (median of 3)");
         println!("  {clients} clients, audit off      {conc_off:8.1} req/s (median of 3)");
         println!("  audit cost                  {:8.1} % of throughput", (1.0 - conc_on / conc_off) * 100.0);
+        let total = own + zyg + kids;
+        println!(
+            "  CPU per request             {total:8.1} ms: sluice process + clients {own:.1}, zygote (forks) {zyg:.1}, \
+             children {kids:.1}"
+        );
+        println!(
+            "  rate that CPU allows        {:8.1} req/s on {cores} cores ({cores} × 1000 / {total:.1})",
+            cores as f64 * 1000.0 / total
+        );
+        // The floor under any fresh process per request: the zygote's image
+        // forked and ended, outside sluice (no layer, no server, no IPC).
+        let f = |k: &str| floor[k].as_f64().unwrap_or(0.0);
+        let (bare, work) = (f("parent_ms") + f("child_ms"), f("work_parent_ms") + f("work_child_ms"));
+        println!("  CPU of fork + exit of the zygote's image, no sluice around it:");
+        println!(
+            "    nothing run              {bare:8.1} ms (zygote {:.1}, child {:.1}) → {:.0} req/s on {cores} cores",
+            f("parent_ms"),
+            f("child_ms"),
+            cores as f64 * 1000.0 / bare
+        );
+        println!(
+            "    a trivial DataFrame      {work:8.1} ms (zygote {:.1}, child {:.1}) → {:.0} req/s on {cores} cores",
+            f("work_parent_ms"),
+            f("work_child_ms"),
+            cores as f64 * 1000.0 / work
+        );
         println!("  cold `python -c \"import pandas, sklearn\"` p50 {cold_p50:8.1} ms (5 runs)");
         println!("  ratio cold / sluice trivial p50 {:8.1}x", cold_p50 / trivial.p50());
 
@@ -398,11 +437,4 @@ fn main() {
         at_least(&format!("{clients} clients, audit on ≥ 150 req/s"), conc_on, 150.0, "req/s");
         at_least("cold / sluice trivial p50 ≥ 150×", cold_p50 / t, 150.0, "x");
     });
-}
-
-/// The interpreter of the built default environment.
-fn cold_python(data_dir: &Path) -> PathBuf {
-    let mut envs = Environments::new(DataDir::new(data_dir), sluice::environment::EnvSpecs::builtin());
-    envs.progress = false;
-    envs.ensure("default", false).expect("default environment").python
 }

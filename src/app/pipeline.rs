@@ -48,6 +48,9 @@ impl App {
         let grant = grant.clone();
         let id = Uuid::now_v7();
         let task = self.stop.tracker().spawn(async move {
+            // Until its record is complete: the spares' refill, which costs
+            // about as much CPU as a request, waits for it.
+            let _serving = app.executor.serving();
             let started = Instant::now();
             let result = app.execute_audited(id, &grant, req).await;
             let status = match &result {

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 pub use outcome::Outcome;
 use pool::Pools;
+pub use pool::Serving;
 use zygote::Zygote;
 
 use crate::environment::Environment;
