@@ -189,3 +189,37 @@ async fn a_request_goes_to_another_child_when_its_spare_died_unnoticed() {
     assert!(misses(&s.base).await > before, "the request was served by a child forked for it");
     pool_full(&s.base, 2, &spares).await;
 }
+
+#[tokio::test]
+async fn a_long_request_does_not_keep_the_pool_short() {
+    // The refill waits for the requests being served while the pool holds
+    // a spare for each, but not for longer than a second: a request that
+    // runs for seconds must not leave the pool short for a burst.
+    let s = start(Options { prefork: 2, ..Options::default() });
+    let first = pool_full(&s.base, 2, &[]).await;
+    let base = s.base.clone();
+    let started = Instant::now();
+    let long = tokio::spawn(async move {
+        let code = "import time\ndef classify(df):\n    time.sleep(12)\n    return [1] * len(df)\n";
+        execute(&base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": code, "timeout": 30})).await
+    });
+    // Wait until it took a spare, then for the pool to be full again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pool = readyz(&s.base).await["environments"]["default"]["prefork"]["default"].clone();
+        if common::pool_pids(&pool).iter().any(|p| !first.contains(p)) || pool["ready"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request took no spare: {pool}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refilled = pool_full(&s.base, 2, &[]).await;
+    assert!(
+        !long.is_finished() && started.elapsed() < Duration::from_secs(11),
+        "the pool refilled only once the long request ended ({:?}; pids {refilled:?})",
+        started.elapsed()
+    );
+    let (status, v) = long.await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_status(&v, "success");
+}

@@ -48,8 +48,9 @@ impl App {
         let grant = grant.clone();
         let id = Uuid::now_v7();
         let task = self.stop.tracker().spawn(async move {
-            // Until its record is complete: the spares' refill, which costs
-            // about as much CPU as a request, waits for it.
+            // Until its record is complete (the task's end): the spares'
+            // refill, which costs about as much CPU as a request, waits
+            // for it while the pools can (executor/pool.rs).
             let _serving = app.executor.serving();
             let started = Instant::now();
             let result = app.execute_audited(id, &grant, req).await;

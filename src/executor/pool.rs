@@ -14,7 +14,8 @@
 //! request on two cores, it made that request's time in the server half as
 //! long again (p50 9.0 against 6.2 ms, requests paced 200 ms apart). So a
 //! pool that holds a spare for each request being served refills once they
-//! end.
+//! end, or after MAX_DEFER. (With one spare per policy there is nothing to
+//! wait with: taking it empties the pool.)
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -37,6 +38,10 @@ use crate::policy::{Policies, Policy};
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the refill loop looks again without being woken.
 const REFILL_TICK: Duration = Duration::from_millis(250);
+/// The longest a pool waits for the requests being served before it
+/// refills anyway (a long request must not leave the pool short for a
+/// burst behind it).
+const MAX_DEFER: Duration = Duration::from_secs(1);
 
 /// One pre-forked child, inside its sandbox, waiting for its request.
 pub(super) struct Spare {
@@ -80,8 +85,8 @@ pub(super) struct Pools {
     /// Spares each policy keeps ready (0: fork on each request).
     target: usize,
     by_policy: Mutex<HashMap<String, Pool>>,
-    /// Wakes the refill loop when a spare was taken or a request left the
-    /// sandbox.
+    /// Wakes the refill loop when a spare was taken or a request was
+    /// completed.
     taken: tokio::sync::Notify,
     /// Requests being served now (`Serving`).
     serving: AtomicUsize,
@@ -195,9 +200,9 @@ impl Pools {
     }
 }
 
-/// A request being served (from its audit row's insert to its
-/// completion): while one is, a pool that still holds a spare waits to
-/// refill. Its end wakes the refill loop.
+/// A request being served (its execution task, from its start to its
+/// end, under any policy): while one is, a pool that holds a spare for
+/// each waits to refill (`keep_spares`). Its end wakes the refill loop.
 pub struct Serving<'a>(&'a Pools);
 
 impl Drop for Serving<'_> {
@@ -320,6 +325,8 @@ impl Executor {
             return;
         }
         let mut failing = false;
+        // Since when each policy's refill has been waiting for requests.
+        let mut deferred: HashMap<String, std::time::Instant> = HashMap::new();
         while !self.pools.closing.load(Ordering::SeqCst) {
             for policy in policies.iter() {
                 // No spares while the zygote is not running (stopped when
@@ -327,15 +334,20 @@ impl Executor {
                 if self.running_zygote(&policy.environment).is_none() {
                     continue;
                 }
-                // A pool with a spare for each request being served waits
-                // for them to end (their end wakes this loop). Under more
-                // load than that the CPUs are contended anyway, and a
-                // request that finds no spare forks one on its own path.
+                // A pool with a spare for each request being served (all
+                // policies': they share the cores) waits for them to end
+                // (their end wakes this loop), for MAX_DEFER at most. Under
+                // more load than that the cores are contended anyway, and
+                // a request that finds no spare forks one on its own path.
                 let (missing, ready) = self.pools.missing(policy);
                 let serving = self.pools.serving.load(Ordering::SeqCst);
-                if serving > 0 && ready >= serving {
-                    continue;
+                if missing > 0 && serving > 0 && ready >= serving {
+                    let since = *deferred.entry(policy.name.clone()).or_insert_with(std::time::Instant::now);
+                    if since.elapsed() < MAX_DEFER {
+                        continue;
+                    }
                 }
+                deferred.remove(&policy.name);
                 // All that are missing at once: most of a spawn is waiting
                 // (the fork, the child's entry, a cgroup v1 move), not CPU.
                 let spawned =
