@@ -21,9 +21,8 @@
 //! fork and exit of the zygote's image outside sluice
 //! (`bench/fork_floor.py`); times a cold `python -c "import pandas,
 //! sklearn"` (a fresh interpreter per request), prints any `prefork`
-//! metrics and the targets, PASS
-//! or MISS (a miss does not fail the run). Compare only figures taken in
-//! one run: the VM drifts.
+//! metrics and the targets, PASS or MISS (a miss does not fail the run).
+//! Compare only figures taken in one run: the VM drifts.
 //!
 //! Env: SLUICE_BENCH_REQUESTS (trivial requests per approach, and per
 //! throughput run; default 300), SLUICE_BENCH_KMEANS_REQUESTS (default 100),
@@ -322,11 +321,13 @@ fn main() {
         }
         drop(worker);
 
+        // The trivial request as an agent sends it: one, a pause, the next.
+        let paced_n = env_usize("SLUICE_BENCH_PACED", 60);
+        let paced = paced(&s, paced_n, std::time::Duration::from_millis(200)).await;
+
         // Throughput with concurrent clients, with the audit log (as
         // served) and without it (a second server in this process whose
         // requests skip the log), alternating so drift hits both.
-        let paced_n = env_usize("SLUICE_BENCH_PACED", 60);
-        let paced = paced(&s, paced_n, std::time::Duration::from_millis(200)).await;
         let (s_off, _app_off) = start(&data_dir, false).await;
         throughput(&s_off, clients, 20).await;
         // CPU per request, over the audited runs: this process (the server

@@ -37,7 +37,7 @@ pub fn cpu_s(pid: &str) -> (f64, f64) {
         .collect();
     // /proc counts in USER_HZ, 100 on every Linux architecture.
     let tick = 100.0;
-    if f.len() < 13 {
+    if f.len() < 15 {
         return (0.0, 0.0);
     }
     ((f[11] + f[12]) / tick, (f[13] + f[14]) / tick)

@@ -221,8 +221,9 @@ fn ceiling(policy: &Policy) -> ChildLimits {
 }
 
 impl Executor {
-    /// Count a request as being served until the guard drops (the spares'
-    /// refill waits for it while a pool still holds one).
+    /// Count a request as being served until the guard drops (a pool that
+    /// holds a spare for each request being served waits for them to end
+    /// before it refills, MAX_DEFER at most).
     pub fn serving(&self) -> Serving<'_> {
         self.pools.serving.fetch_add(1, Ordering::SeqCst);
         Serving(&self.pools)
