@@ -334,13 +334,14 @@ fn main() {
         // and these clients), the zygote (its forks) and the children it
         // reaped (the spares still waiting at the end are not counted).
         let ready: Value = serde_json::from_str(&s.get_text("/readyz").await).unwrap();
-        let zygote_pid = ready["environments"]["default"]["zygote"]["pid"].to_string();
+        let zygote_pid = ready["environments"]["default"]["zygote"]["pid"].as_i64().expect("zygote pid") as i32;
+        let me = std::process::id() as i32;
         let (mut on, mut off) = (Samples::default(), Samples::default());
         let (mut own, mut zyg, mut kids) = (0.0, 0.0, 0.0);
         for _ in 0..3 {
-            let (o0, z0) = (cpu_s("self"), cpu_s(&zygote_pid));
+            let (o0, z0) = (cpu_s(me), cpu_s(zygote_pid));
             on.0.push(throughput(&s, clients, requests).await);
-            let (o1, z1) = (cpu_s("self"), cpu_s(&zygote_pid));
+            let (o1, z1) = (cpu_s(me), cpu_s(zygote_pid));
             own += o1.0 - o0.0;
             (zyg, kids) = (zyg + z1.0 - z0.0, kids + z1.1 - z0.1);
             off.0.push(throughput(&s_off, clients, requests).await);

@@ -27,14 +27,9 @@ pub async fn paced(s: &Sluice, n: usize, pause: std::time::Duration) -> Samples 
 
 /// CPU seconds used so far by `pid` itself and by its reaped children
 /// (/proc/PID/stat utime + stime, cutime + cstime).
-pub fn cpu_s(pid: &str) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<f64> = stat
-        .rsplit_once(')')
-        .map_or("", |x| x.1)
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
+pub fn cpu_s(pid: i32) -> (f64, f64) {
+    let f: Vec<f64> =
+        sluice::executor::usage::stat_fields(pid).iter().map(|x| x.parse().unwrap_or(0.0)).collect();
     // /proc counts in USER_HZ, 100 on every Linux architecture.
     let tick = 100.0;
     if f.len() < 15 {

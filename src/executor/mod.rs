@@ -10,7 +10,7 @@ mod pool;
 pub mod protocol;
 mod request;
 mod running;
-mod usage;
+pub mod usage;
 pub use protocol::ChildLimits;
 pub mod scratch;
 pub mod seccomp;

@@ -85,9 +85,9 @@ pub(super) struct Pools {
     /// Spares each policy keeps ready (0: fork on each request).
     target: usize,
     by_policy: Mutex<HashMap<String, Pool>>,
-    /// Wakes the refill loop when a spare was taken or a request was
+    /// Wakes the refill loop: a spare was taken or a request was
     /// completed.
-    taken: tokio::sync::Notify,
+    wake: tokio::sync::Notify,
     /// Requests being served now (`Serving`).
     serving: AtomicUsize,
     closing: AtomicBool,
@@ -100,7 +100,7 @@ impl Pools {
         Pools {
             target,
             by_policy: Default::default(),
-            taken: Default::default(),
+            wake: Default::default(),
             serving: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             misses: AtomicU64::new(0),
@@ -120,14 +120,14 @@ impl Pools {
         None
     }
 
-    /// How many live spares `policy` lacks, and how many it has.
-    fn missing(&self, policy: &Policy) -> (usize, usize) {
+    /// How many live spares `policy` has.
+    fn live(&self, policy: &Policy) -> usize {
         let mut pools = self.by_policy.lock().unwrap();
         let pool = pools
             .entry(policy.name.clone())
             .or_insert_with(|| Pool { environment: policy.environment.clone(), spares: VecDeque::new() });
         pool.spares.retain_mut(|s| !s.is_dead());
-        (self.target.saturating_sub(pool.spares.len()), pool.spares.len())
+        pool.spares.len()
     }
 
     fn put(&self, policy: &Policy, spare: Spare) {
@@ -149,7 +149,7 @@ impl Pools {
             self.closing.store(true, Ordering::SeqCst);
             pools.drain().collect()
         };
-        self.taken.notify_one();
+        self.wake.notify_one();
         drop(drained);
     }
 
@@ -208,7 +208,7 @@ pub struct Serving<'a>(&'a Pools);
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
         self.0.serving.fetch_sub(1, Ordering::SeqCst);
-        self.0.taken.notify_one();
+        self.0.wake.notify_one();
     }
 }
 
@@ -232,7 +232,7 @@ impl Executor {
     /// A spare for a request under `policy`: a ready one, or one forked now.
     pub(super) async fn take_spare(&self, policy: &Policy) -> Result<Spare, ExecError> {
         let spare = self.pools.pop(policy);
-        self.pools.taken.notify_one();
+        self.pools.wake.notify_one();
         match spare {
             Some(s) => Ok(s),
             None => {
@@ -340,7 +340,8 @@ impl Executor {
                 // (their end wakes this loop), for MAX_DEFER at most. Under
                 // more load than that the cores are contended anyway, and
                 // a request that finds no spare forks one on its own path.
-                let (missing, ready) = self.pools.missing(policy);
+                let ready = self.pools.live(policy);
+                let missing = self.pools.target.saturating_sub(ready);
                 let serving = self.pools.serving.load(Ordering::SeqCst);
                 if missing > 0 && serving > 0 && ready >= serving {
                     let since = *deferred.entry(policy.name.clone()).or_insert_with(std::time::Instant::now);
@@ -370,7 +371,7 @@ impl Executor {
                     }
                 }
             }
-            let _ = tokio::time::timeout(REFILL_TICK, self.pools.taken.notified()).await;
+            let _ = tokio::time::timeout(REFILL_TICK, self.pools.wake.notified()).await;
         }
     }
 }

@@ -42,7 +42,7 @@ pub(super) async fn recv_pidfd(channel: &tokio::net::UnixStream) -> std::io::Res
 
 /// The fields of `/proc/<pid>/stat` after the command name (which may
 /// hold spaces): state first; empty once the process is gone.
-fn stat_fields(pid: i32) -> Vec<String> {
+pub fn stat_fields(pid: i32) -> Vec<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().map(String::from).collect()).unwrap_or_default()
 }
