@@ -232,17 +232,24 @@ async fn no_child_outlives_its_request() {
     let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
     let pid = zygote_pid(&ready);
     // Children that report their pid: one returns at once, one leaves a
-    // thread behind; the third never returns (the wall clock ends it).
+    // thread behind (both with a wall clock far off: their end must come
+    // from the request's end, not from their limit); the third never
+    // returns (its 1 s wall clock ends it).
     let mut served = Vec::new();
-    for code in [
-        "import os\ndef classify(df):\n    return [os.getpid()] * len(df)\n",
-        "def classify(df):\n    while True:\n        pass\n",
-        "import os, threading, time\ndef classify(df):\n    threading.Thread(target=time.sleep, args=(30,)).start()\n    return [os.getpid()] * len(df)\n",
+    for (code, timeout) in [
+        ("import os\ndef classify(df):\n    return [os.getpid()] * len(df)\n", 60),
+        ("def classify(df):\n    while True:\n        pass\n", 1),
+        (
+            "import os, threading, time\ndef classify(df):\n    threading.Thread(target=time.sleep, args=(300,)).start()\n    return [os.getpid()] * len(df)\n",
+            60,
+        ),
     ] {
-        let (status, body) =
-            execute(&s.base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": code, "timeout": 1}))
-                .await;
-        assert_eq!(status, 200);
+        let (status, body) = execute(
+            &s.base,
+            json!({"sql_query": "SELECT 1 AS x", "classifier_code": code, "timeout": timeout}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
         served.extend(body["predictions"].as_array().into_iter().flatten().filter_map(|p| p.as_i64()));
     }
     assert_eq!(served.len(), 2, "two children report their pid");
