@@ -120,14 +120,21 @@ impl Pools {
         None
     }
 
-    /// How many live spares `policy` has.
-    fn live(&self, policy: &Policy) -> usize {
+    /// How many live spares `policy` has; None while its environment is
+    /// not `up`, which is asked under the lock an idle stop drains and
+    /// unpublishes under: a stopped environment's pool is never recreated
+    /// (it would be listed, counted in the target, and keep a spare that
+    /// arrived late).
+    fn live(&self, policy: &Policy, up: impl Fn() -> bool) -> Option<usize> {
         let mut pools = self.by_policy.lock().unwrap();
+        if !up() {
+            return None;
+        }
         let pool = pools
             .entry(policy.name.clone())
             .or_insert_with(|| Pool { environment: policy.environment.clone(), spares: VecDeque::new() });
         pool.spares.retain_mut(|s| !s.is_dead());
-        pool.spares.len()
+        Some(pool.spares.len())
     }
 
     fn put(&self, policy: &Policy, spare: Spare) {
@@ -332,15 +339,13 @@ impl Executor {
             for policy in policies.iter() {
                 // No spares while the zygote is not running (stopped when
                 // idle, or being restarted by `supervise`).
-                if self.running_zygote(&policy.environment).is_none() {
-                    continue;
-                }
+                let up = || self.running_zygote(&policy.environment).is_some();
+                let Some(ready) = self.pools.live(policy, up) else { continue };
                 // A pool with a spare for each request being served (all
                 // policies': they share the cores) waits for them to end
                 // (their end wakes this loop), for MAX_DEFER at most. Under
                 // more load than that the cores are contended anyway, and
                 // a request that finds no spare forks one on its own path.
-                let ready = self.pools.live(policy);
                 let missing = self.pools.target.saturating_sub(ready);
                 let serving = self.pools.serving.load(Ordering::SeqCst);
                 if missing > 0 && serving > 0 && ready >= serving {
