@@ -123,8 +123,7 @@ impl Pools {
     /// How many live spares `policy` has; None while its environment is
     /// not `up`, which is asked under the lock an idle stop drains and
     /// unpublishes under: a stopped environment's pool is never recreated
-    /// (it would be listed, counted in the target, and keep a spare that
-    /// arrived late).
+    /// (it would be listed in /readyz and counted in the target).
     fn live(&self, policy: &Policy, up: impl Fn() -> bool) -> Option<usize> {
         let mut pools = self.by_policy.lock().unwrap();
         if !up() {
