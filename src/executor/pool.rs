@@ -163,8 +163,8 @@ impl Pools {
     /// and forget its pools until it runs again (they count towards no
     /// target meanwhile).
     /// Only if `idle()` still holds under the pools' lock; false otherwise.
-    /// `then` runs under the same lock (the refill loop, which looks
-    /// before it takes the lock, then sees the environment stopped).
+    /// `then` runs under the same lock (the refill loop asks whether the
+    /// environment is up under it too: `live`).
     pub(super) fn drain_environment_if(
         &self,
         env: &str,
@@ -366,8 +366,10 @@ impl Executor {
                             self.pools.put(policy, s);
                         }
                         // Once per run of failures: the zygote's own
-                        // restarts are logged by `supervise`.
-                        Err(e) if !failing => {
+                        // restarts are logged by `supervise`, its idle
+                        // stop (which a spawn in flight can meet) by
+                        // `stop_if_idle`.
+                        Err(e) if !failing && self.running_zygote(&policy.environment).is_some() => {
                             tracing::warn!(policy = %policy.name, "forking a spare failed: {e}");
                             failing = true;
                         }
