@@ -168,7 +168,7 @@ fn zygote_pid(v: &Value) -> i32 {
 #[tokio::test]
 async fn zygote_death_is_an_internal_error_then_it_restarts() {
     let s = start(Options::default());
-    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let ready = readyz(&s.base).await;
     let pid = zygote_pid(&ready);
     let slow = json!({
         "sql_query": "SELECT 1 AS x",
@@ -192,7 +192,7 @@ async fn zygote_death_is_an_internal_error_then_it_restarts() {
     let (status, v) = execute(&s.base, json!({"sql_query": "SELECT 1 AS x", "classifier_code": CODE})).await;
     assert_eq!(status, 200, "{v}");
     assert_status(&v, "success");
-    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let ready = readyz(&s.base).await;
     assert_ne!(zygote_pid(&ready), pid);
     assert_eq!(ready["ready"], true);
     // The request's child and the spares died with their zygote
@@ -210,7 +210,7 @@ async fn zygote_death_is_an_internal_error_then_it_restarts() {
 #[tokio::test]
 async fn a_dead_zygote_is_restarted_without_waiting_for_a_request() {
     let s = start(Options::default());
-    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let ready = readyz(&s.base).await;
     let pid = zygote_pid(&ready);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -229,7 +229,7 @@ async fn a_dead_zygote_is_restarted_without_waiting_for_a_request() {
 #[tokio::test]
 async fn no_child_outlives_its_request() {
     let s = start(Options::default());
-    let ready: Value = client().get(format!("{}/readyz", s.base)).send().await.unwrap().json().await.unwrap();
+    let ready = readyz(&s.base).await;
     let pid = zygote_pid(&ready);
     // Children that report their pid: one returns at once, one leaves a
     // thread behind (both with a wall clock far off: their end must come
